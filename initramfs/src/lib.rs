@@ -1,0 +1,1 @@
+//! TODO(initramfs): being written.

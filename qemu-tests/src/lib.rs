@@ -1,0 +1,1 @@
+//! TODO(qemu-tests): being written.

@@ -1,0 +1,1 @@
+//! TODO(cmdline): being written.

@@ -1,0 +1,1 @@
+//! TODO(copier): being written.

@@ -1,0 +1,1 @@
+//! TODO(ext): being written.

@@ -1,0 +1,1 @@
+//! TODO(gpt): being written.

@@ -1,0 +1,1 @@
+//! TODO(lvm): being written.

@@ -1,0 +1,1 @@
+//! TODO(mbr): being written.

@@ -1,0 +1,1 @@
+//! TODO(md): being written.

@@ -1,0 +1,1 @@
+//! TODO(vfat): being written.

@@ -1,0 +1,1 @@
+//! TODO(init): being written.

@@ -1,0 +1,16 @@
+//! The rescue system: disk inspection, on-disk formats, the storage engine and the PID 1
+//! that drives them. The binary in `main.rs` is a thin shell over this library.
+//!
+//! Layers (see ARCHITECTURE.md): `units` and `formats::*` are pure (they only see
+//! `Read + Seek` / `Write + Seek`); `sys` is the only module that issues syscalls beyond
+//! plain file I/O; `inspect`, `copier` and `init` orchestrate.
+
+pub mod cmdline;
+pub mod copier;
+pub mod devices;
+pub mod formats;
+pub mod init;
+pub mod inspect;
+pub mod report;
+pub mod sys;
+pub mod units;
