@@ -1,0 +1,1 @@
+//! TODO(clone): host `rescue clone` — being written.

@@ -1,0 +1,1 @@
+//! TODO(direct_io): opening devices for O_DIRECT I/O; being written.
