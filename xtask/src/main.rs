@@ -3,6 +3,7 @@
 //! Verbs shell out with xshell's `cmd!` and keep logic here thin.
 
 mod bench;
+mod fixture;
 
 use clap::{Parser, Subcommand};
 
@@ -17,6 +18,8 @@ struct Cli {
 enum Verb {
     /// Performance figures (`clone`, ...).
     Bench { what: Option<String> },
+    /// Build (or fetch from cache) a XenServer-like fixture image: `xs7`, `xs7-nosr`, `xs6`.
+    Fixture { name: String },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -28,6 +31,7 @@ fn main() -> anyhow::Result<()> {
             Some("clone") => bench::clone::run(&sh),
             other => anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench clone`"),
         },
+        Verb::Fixture { name } => fixture::run(&sh, &name).map(|path| println!("{}", path.display())),
     }
 }
 
