@@ -1,1 +1,256 @@
-//! TODO(cmdline): being written.
+//! The kernel-argument contract (`rescue.*`), parsed into a serde-serializable [`Plan`].
+//!
+//! Kernel arguments are the PXE interface; a plan file on the USB stick uses the same keys,
+//! so both go through [`Plan::apply`]: later actions add fields, not parsers.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What the operator asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    pub action: Action,
+    pub then: Then,
+    /// Only the machine line on the console, and kernel messages kept quiet.
+    pub quiet: bool,
+}
+
+impl Default for Plan {
+    fn default() -> Self {
+        Plan { action: Action::Inspect, then: Then::Poweroff, quiet: false }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// Read every disk and report what is on it; never writes.
+    Inspect,
+}
+
+/// What the machine does once the report is out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Then {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+impl Action {
+    pub const CHOICES: &'static str = "inspect";
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Inspect => "inspect",
+        }
+    }
+}
+
+impl Then {
+    pub const CHOICES: &'static str = "poweroff, reboot or halt";
+}
+
+/// One problem with one `rescue.*` argument.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgError {
+    /// The argument as written (`rescue.then=explode`).
+    pub arg: String,
+    pub message: String,
+}
+
+impl fmt::Display for ArgError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.arg, self.message)
+    }
+}
+
+/// The keys this build understands, for error messages.
+pub const KNOWN_KEYS: &[&str] = &["rescue.action", "rescue.then", "rescue.quiet"];
+
+impl Plan {
+    /// Applies one `key[=value]` setting (key with its `rescue.` prefix). Used by the
+    /// kernel command line and by plan files alike.
+    pub fn apply(&mut self, key: &str, value: Option<&str>) -> Result<(), String> {
+        match key {
+            "rescue.action" => {
+                self.action = match required(value)? {
+                    "inspect" => Action::Inspect,
+                    other => {
+                        return Err(format!("unknown action {other:?}: use one of {}", Action::CHOICES))
+                    }
+                }
+            }
+            "rescue.then" => {
+                self.then = match required(value)? {
+                    "poweroff" => Then::Poweroff,
+                    "reboot" => Then::Reboot,
+                    "halt" => Then::Halt,
+                    other => return Err(format!("unknown value {other:?}: use {}", Then::CHOICES)),
+                }
+            }
+            "rescue.quiet" => self.quiet = flag(value)?,
+            _ => {
+                return Err(format!(
+                    "unknown rescue argument: remove it or use one of {}",
+                    KNOWN_KEYS.join(", ")
+                ))
+            }
+        }
+        Ok(())
+    }
+}
+
+fn required(value: Option<&str>) -> Result<&str, String> {
+    match value {
+        Some(v) if !v.is_empty() => Ok(v),
+        _ => Err("needs a value (key=value)".to_string()),
+    }
+}
+
+/// A boolean switch: bare key means yes.
+fn flag(value: Option<&str>) -> Result<bool, String> {
+    match value {
+        None | Some("1" | "yes" | "true" | "on") => Ok(true),
+        Some("0" | "no" | "false" | "off") => Ok(false),
+        Some(other) => Err(format!("unknown value {other:?}: use yes or no")),
+    }
+}
+
+/// The result of reading a whole command line.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cmdline {
+    pub plan: Plan,
+    pub errors: Vec<ArgError>,
+    /// Device names from every `console=` argument, in order (`ttyS0`, `tty0`).
+    pub consoles: Vec<String>,
+}
+
+/// Parses `/proc/cmdline`. Never fails: problems land in `errors`.
+pub fn parse(cmdline: &str) -> Cmdline {
+    let mut out = Cmdline::default();
+    for word in split_words(cmdline) {
+        let (key, value) = match word.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (word.as_str(), None),
+        };
+        if key == "console" {
+            if let Some(v) = value {
+                let dev = v.split(',').next().unwrap_or(v);
+                if !dev.is_empty() && !out.consoles.iter().any(|c| c == dev) {
+                    out.consoles.push(dev.to_string());
+                }
+            }
+        } else if key.starts_with("rescue.") {
+            if let Err(message) = out.plan.apply(key, value) {
+                out.errors.push(ArgError { arg: word.clone(), message });
+            }
+        }
+    }
+    out
+}
+
+/// Splits like the kernel does: on whitespace, with double quotes grouping
+/// (`key="a b"` is one word, the quotes removed).
+fn split_words(s: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut cur = String::new();
+    let mut in_quotes = false;
+    let mut have = false;
+    for c in s.chars() {
+        match c {
+            '"' => {
+                in_quotes = !in_quotes;
+                have = true;
+            }
+            c if c.is_whitespace() && !in_quotes => {
+                if have {
+                    words.push(std::mem::take(&mut cur));
+                    have = false;
+                }
+            }
+            c => {
+                cur.push(c);
+                have = true;
+            }
+        }
+    }
+    if have {
+        words.push(cur);
+    }
+    words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_when_nothing_is_given() {
+        let c = parse("BOOT_IMAGE=/vmlinuz quiet console=ttyS0,115200n8\n");
+        assert_eq!(c.plan, Plan::default());
+        assert!(c.errors.is_empty());
+        assert_eq!(c.consoles, vec!["ttyS0"]);
+    }
+
+    #[test]
+    fn snapshot_of_a_full_command_line() {
+        let c = parse(
+            r#"console=tty0 console=ttyS0,115200 rescue.action=inspect rescue.then=reboot rescue.quiet panic=-1"#,
+        );
+        insta::assert_json_snapshot!(c, @r#"
+        {
+          "plan": {
+            "action": "inspect",
+            "then": "reboot",
+            "quiet": true
+          },
+          "errors": [],
+          "consoles": [
+            "tty0",
+            "ttyS0"
+          ]
+        }
+        "#);
+    }
+
+    #[test]
+    fn snapshot_of_bad_arguments() {
+        let c = parse("rescue.then=explode rescue.acton=inspect rescue.action rescue.quiet=maybe");
+        insta::assert_json_snapshot!(c.errors, @r#"
+        [
+          {
+            "arg": "rescue.then=explode",
+            "message": "unknown value \"explode\": use poweroff, reboot or halt"
+          },
+          {
+            "arg": "rescue.acton=inspect",
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet"
+          },
+          {
+            "arg": "rescue.action",
+            "message": "needs a value (key=value)"
+          },
+          {
+            "arg": "rescue.quiet=maybe",
+            "message": "unknown value \"maybe\": use yes or no"
+          }
+        ]
+        "#);
+        // A bad value leaves the default in place.
+        assert_eq!(c.plan.then, Then::Poweroff);
+    }
+
+    #[test]
+    fn quotes_group_words() {
+        assert_eq!(split_words(r#"a="b c" d"#), vec!["a=b c", "d"]);
+        assert_eq!(split_words("  "), Vec::<String>::new());
+        assert_eq!(split_words(r#"x="""#), vec!["x="]);
+    }
+
+    #[test]
+    fn last_setting_wins_like_the_kernel() {
+        let c = parse("rescue.then=halt rescue.then=reboot rescue.quiet rescue.quiet=no");
+        assert_eq!(c.plan.then, Then::Reboot);
+        assert!(!c.plan.quiet);
+    }
+}

@@ -1,1 +1,160 @@
-//! TODO(devices): being written.
+//! Finding the machine's disks through sysfs: which block devices are disks, their
+//! identity (model, serial, sector size), and waiting for them to settle after the
+//! drivers are loaded. Plain file reads only.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A disk the kernel exposes under `/sys/block`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlockDisk {
+    pub name: String,
+    pub dev_path: PathBuf,
+    pub size_bytes: u64,
+    pub logical_sector_size: u32,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub removable: bool,
+}
+
+/// Kernel name prefixes that are never a physical disk we care about.
+const NOT_DISKS: &[&str] = &["loop", "ram", "zram", "sr", "fd", "md", "dm-", "nbd", "zd"];
+
+/// Lists the disks under `sys_block` (normally `/sys/block`), sorted by name, skipping
+/// virtual devices and empty media.
+pub fn list_disks(sys_block: &Path) -> Vec<BlockDisk> {
+    let mut names: Vec<String> = match std::fs::read_dir(sys_block) {
+        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Err(_) => return Vec::new(),
+    };
+    names.retain(|n| !NOT_DISKS.iter().any(|p| n.starts_with(p)));
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let dir = sys_block.join(&name);
+            let sectors: u64 = read_trimmed(&dir.join("size"))?.parse().ok()?;
+            if sectors == 0 {
+                return None;
+            }
+            let logical_sector_size = read_trimmed(&dir.join("queue/logical_block_size"))
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(512);
+            Some(BlockDisk {
+                dev_path: PathBuf::from("/dev").join(&name),
+                size_bytes: sectors * 512,
+                logical_sector_size,
+                model: read_trimmed(&dir.join("device/model")).filter(|s| !s.is_empty()),
+                serial: serial(&dir),
+                removable: read_trimmed(&dir.join("removable")).as_deref() == Some("1"),
+                name,
+            })
+        })
+        .collect()
+}
+
+/// The disk's serial: virtio has `serial`, NVMe `device/serial`, SCSI/SATA the
+/// VPD page 0x80 (4-byte header, then ASCII).
+fn serial(dir: &Path) -> Option<String> {
+    for f in ["serial", "device/serial"] {
+        if let Some(s) = read_trimmed(&dir.join(f)).filter(|s| !s.is_empty()) {
+            return Some(s);
+        }
+    }
+    let vpd = std::fs::read(dir.join("device/vpd_pg80")).ok()?;
+    let len = usize::from(*vpd.get(3)?);
+    let s = String::from_utf8_lossy(vpd.get(4..4 + len.min(vpd.len().saturating_sub(4)))?).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn read_trimmed(path: &Path) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+}
+
+/// How waiting for block devices ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Settled {
+    pub waited: Duration,
+    /// False when the deadline passed while devices were still appearing.
+    pub stable: bool,
+}
+
+/// Waits until the set of disks (with their sizes) has not changed for `quiet`, at most
+/// `deadline`. Drivers probe asynchronously (libata, NVMe, USB), so "modules loaded"
+/// does not mean "disks present".
+pub fn wait_for_settle(sys_block: &Path, quiet: Duration, deadline: Duration) -> Settled {
+    let start = Instant::now();
+    let snapshot = || -> BTreeSet<(String, u64)> {
+        list_disks(sys_block).into_iter().map(|d| (d.name, d.size_bytes)).collect()
+    };
+    let mut last = snapshot();
+    let mut last_change = Instant::now();
+    loop {
+        std::thread::sleep(Duration::from_millis(25));
+        let now = snapshot();
+        if now != last {
+            last = now;
+            last_change = Instant::now();
+        }
+        if last_change.elapsed() >= quiet {
+            return Settled { waited: start.elapsed(), stable: true };
+        }
+        if start.elapsed() >= deadline {
+            return Settled { waited: start.elapsed(), stable: false };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fake_sys_block() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xenraid-sysblock-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mk = |name: &str, files: &[(&str, &[u8])]| {
+            for (f, content) in files {
+                let p = dir.join(name).join(f);
+                std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+                std::fs::write(p, content).unwrap();
+            }
+        };
+        mk("vda", &[("size", b"2097152\n"), ("queue/logical_block_size", b"512\n"), ("serial", b"SRC-1\n")]);
+        mk(
+            "sda",
+            &[
+                ("size", b"4194304\n"),
+                ("queue/logical_block_size", b"4096\n"),
+                ("device/model", b"QEMU HARDDISK   \n"),
+                ("device/vpd_pg80", b"\x00\x80\x00\x06MIR-02"),
+            ],
+        );
+        mk("nvme0n1", &[("size", b"8\n"), ("device/serial", b"  NV1  \n")]);
+        mk("loop0", &[("size", b"100\n")]);
+        mk("sr0", &[("size", b"0\n")]);
+        mk("sdb", &[("size", b"0\n"), ("removable", b"1\n")]);
+        dir
+    }
+
+    #[test]
+    fn lists_real_disks_with_identity() {
+        let dir = fake_sys_block();
+        let disks = list_disks(&dir);
+        let summary: Vec<_> = disks
+            .iter()
+            .map(|d| (d.name.as_str(), d.size_bytes, d.logical_sector_size, d.model.as_deref(), d.serial.as_deref()))
+            .collect();
+        assert_eq!(
+            summary,
+            vec![
+                ("nvme0n1", 4096, 512, None, Some("NV1")),
+                ("sda", 2147483648, 4096, Some("QEMU HARDDISK"), Some("MIR-02")),
+                ("vda", 1073741824, 512, None, Some("SRC-1")),
+            ]
+        );
+        let settled = wait_for_settle(&dir, Duration::from_millis(50), Duration::from_secs(5));
+        assert!(settled.stable);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -76,3 +76,22 @@ pub struct XenServer {
     /// True when a local SR partition (LVM PV) is present.
     pub has_local_sr: bool,
 }
+
+// PLACEHOLDER(lead): replaced by the inspect branch.
+#[derive(Debug, thiserror::Error)]
+#[error("inspect not written yet")]
+pub struct InspectError;
+
+pub fn inspect<R: std::io::Read + std::io::Seek>(
+    _r: &mut R,
+    _name: &str,
+    _path: &str,
+    _size: crate::units::Bytes,
+    _sector: u32,
+) -> Result<Disk, InspectError> {
+    Err(InspectError)
+}
+
+pub fn inspect_path(_p: &std::path::Path) -> Result<Disk, InspectError> {
+    Err(InspectError)
+}

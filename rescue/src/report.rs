@@ -1,1 +1,128 @@
-//! TODO(report): being written.
+//! The report contract: human lines, then exactly one machine line
+//! `RESCUE-REPORT <single-line JSON>` that tests and operators' tooling parse.
+
+use crate::cmdline::Plan;
+use crate::inspect::Disk;
+use serde::{Deserialize, Serialize};
+
+/// The prefix of the one machine-readable line.
+pub const MARKER: &str = "RESCUE-REPORT";
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Report {
+    /// The action that ran (`inspect`).
+    pub action: String,
+    /// True when the action ran and nothing in `errors`.
+    pub ok: bool,
+    pub errors: Vec<String>,
+    /// Things worth knowing that did not stop the action (a module that failed to load).
+    pub warnings: Vec<String>,
+    pub plan: Plan,
+    /// CLOCK_BOOTTIME when `/init` started, and when this report was printed.
+    pub init_started_ms: u64,
+    pub reported_ms: u64,
+    /// `uname -r` of the running kernel; empty on the host CLI.
+    pub kernel: String,
+    pub modules_loaded: usize,
+    /// How long we waited for block devices to settle.
+    pub settle_ms: u64,
+    pub disks: Vec<Disk>,
+}
+
+impl Report {
+    /// The machine line: the marker and the JSON on one line.
+    pub fn machine_line(&self) -> String {
+        // Serializing these plain types cannot fail; keep a valid line regardless.
+        let json = serde_json::to_string(self).unwrap_or_else(|e| {
+            format!(r#"{{"ok":false,"errors":["report serialization failed: {e}"]}}"#)
+        });
+        format!("{MARKER} {json}")
+    }
+
+    /// What an operator reads on the console before the machine line.
+    pub fn human_lines(&self) -> Vec<String> {
+        let mut lines = vec![format!(
+            "rescue: {} {}",
+            self.action,
+            if self.ok { "finished" } else { "FAILED" }
+        )];
+        for e in &self.errors {
+            lines.push(format!("  error: {e}"));
+        }
+        for w in &self.warnings {
+            lines.push(format!("  warning: {w}"));
+        }
+        if self.disks.is_empty() {
+            lines.push("  no disks found".to_string());
+        }
+        for d in &self.disks {
+            lines.extend(disk_lines(d));
+        }
+        lines
+    }
+
+    /// Parses the JSON after the marker in a console log (first match).
+    pub fn find_in(log: &str) -> Option<Result<Report, serde_json::Error>> {
+        log.lines().find_map(|l| {
+            let at = l.find(MARKER)?;
+            let json = l[at + MARKER.len()..].trim();
+            Some(serde_json::from_str(json))
+        })
+    }
+}
+
+fn disk_lines(d: &Disk) -> Vec<String> {
+    let bytes = crate::units::Bytes(d.size_bytes);
+    let mut what = match &d.table {
+        Some(t) => format!("{} table, {} partitions", t.to_uppercase(), d.partitions.len()),
+        None if d.blank => "blank".to_string(),
+        None => "no partition table".to_string(),
+    };
+    if let Some(x) = &d.xenserver {
+        what.push_str(&format!(", XenServer {} install (labels *-{})", x.layout, x.label_suffix));
+    }
+    let ids = [d.model.as_deref(), d.serial.as_deref()]
+        .iter()
+        .flatten()
+        .copied()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut lines = vec![format!("  {} ({}, {bytes}{}): {what}", d.name, d.path, if ids.is_empty() { String::new() } else { format!(", {ids}") })];
+    for p in &d.partitions {
+        let fs = p.fs_type.as_deref().unwrap_or("-");
+        let label = p.label.as_deref().map(|l| format!(" label {l}")).unwrap_or_default();
+        let role = p.role.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        lines.push(format!(
+            "    {:>2}: start {} size {} {fs}{label}{role}",
+            p.number,
+            p.start_lba,
+            crate::units::Bytes(p.size_bytes)
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn machine_line_is_one_line_and_round_trips() {
+        let r = Report {
+            action: "inspect".into(),
+            ok: false,
+            errors: vec!["rescue.then=x: bad\nvalue".into()],
+            ..Default::default()
+        };
+        let line = r.machine_line();
+        assert!(!line.contains('\n'));
+        let log = format!("noise\n[    1.0] kernel says hi\n{line}\nmore\n");
+        let back = Report::find_in(&log).expect("marker found").expect("valid json");
+        assert_eq!(back, r);
+    }
+
+    #[test]
+    fn no_marker_means_none() {
+        assert!(Report::find_in("just a kernel log\n").is_none());
+    }
+}

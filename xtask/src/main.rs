@@ -1,9 +1,14 @@
 //! Project automation (`cargo xtask <verb>`), one module per verb.
 //!
-//! Verbs shell out with xshell's `cmd!` and keep logic here thin.
+//! Verbs shell out with xshell's `cmd!` and keep logic here thin; the product's logic
+//! lives in the `rescue` and `initramfs` crates.
 
 mod bench;
+mod build;
+mod deps;
 mod fixture;
+mod kernel;
+mod test;
 
 use clap::{Parser, Subcommand};
 
@@ -16,7 +21,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Verb {
-    /// Performance figures (`clone`, ...).
+    /// Build target/rescue/{vmlinuz,initramfs.cpio.gz,manifest.json}.
+    Build(build::BuildArgs),
+    /// Run every test CI runs: unit, snapshot, host-tool and the CI QEMU subset.
+    Test,
+    /// Run every test including the full QEMU matrix.
+    E2e,
+    /// Performance figures: `boot` (default) or `clone`.
     Bench { what: Option<String> },
     /// Build (or fetch from cache) a XenServer-like fixture image: `xs7`, `xs7-nosr`, `xs6`.
     Fixture { name: String },
@@ -27,9 +38,13 @@ fn main() -> anyhow::Result<()> {
     let sh = xshell::Shell::new()?;
     sh.change_dir(project_root());
     match cli.verb {
+        Verb::Build(args) => build::run(&sh, &args).map(drop),
+        Verb::Test => test::run(&sh, test::Scope::Ci),
+        Verb::E2e => test::run(&sh, test::Scope::Full),
         Verb::Bench { what } => match what.as_deref() {
+            None | Some("boot") => bench::boot::run(&sh),
             Some("clone") => bench::clone::run(&sh),
-            other => anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench clone`"),
+            Some(other) => anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot` or `clone`"),
         },
         Verb::Fixture { name } => fixture::run(&sh, &name).map(|path| println!("{}", path.display())),
     }

@@ -1,4 +1,109 @@
 //! The only place that issues syscalls beyond plain file I/O: mounts, module loading,
-//! reboot, block-device and md ioctls. Everything else calls through here.
+//! clocks, reboot, block-device and md ioctls. Everything else calls through here.
 
 pub mod direct_io;
+
+use std::ffi::CStr;
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+/// Milliseconds of CLOCK_BOOTTIME (time since boot, including suspend).
+pub fn boottime_ms() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Boottime);
+    t.tv_sec as u64 * 1000 + t.tv_nsec as u64 / 1_000_000
+}
+
+/// The pseudo filesystems PID 1 needs before anything else.
+pub fn mount_early_filesystems() -> io::Result<()> {
+    use rustix::mount::MountFlags;
+    let nodev = MountFlags::NOSUID | MountFlags::NODEV | MountFlags::NOEXEC;
+    for (fs, target, flags) in [
+        ("proc", "/proc", nodev),
+        ("sysfs", "/sys", nodev),
+        ("devtmpfs", "/dev", MountFlags::NOSUID),
+    ] {
+        std::fs::create_dir_all(target)?;
+        match rustix::mount::mount(fs, target, fs, flags, None) {
+            // EBUSY: already mounted (CONFIG_DEVTMPFS_MOUNT, or a second run).
+            Ok(()) | Err(rustix::io::Errno::BUSY) => {}
+            Err(e) => return Err(io::Error::other(format!("mount {fs} on {target}: {e}"))),
+        }
+    }
+    Ok(())
+}
+
+/// Mounts a filesystem, creating the mount point.
+pub fn mount(source: &Path, target: &Path, fstype: &str, read_only: bool, data: &str) -> io::Result<()> {
+    use rustix::mount::MountFlags;
+    std::fs::create_dir_all(target)?;
+    let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
+    if read_only {
+        flags |= MountFlags::RDONLY;
+    }
+    let data = std::ffi::CString::new(data).map_err(io::Error::other)?;
+    rustix::mount::mount(source, target, fstype, flags, data.as_c_str()).map_err(io::Error::from)
+}
+
+pub fn unmount(target: &Path) -> io::Result<()> {
+    rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()).map_err(io::Error::from)
+}
+
+/// Outcome of loading one module.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ModuleLoad {
+    Loaded,
+    /// Already loaded or built in.
+    AlreadyThere,
+}
+
+/// Loads a kernel module from a file with `finit_module`.
+pub fn load_module(path: &Path, params: &CStr) -> io::Result<ModuleLoad> {
+    let file = File::open(path)?;
+    match rustix::system::finit_module(&file, params, 0) {
+        Ok(()) => Ok(ModuleLoad::Loaded),
+        Err(rustix::io::Errno::EXIST) => Ok(ModuleLoad::AlreadyThere),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Sets the console log level so kernel messages do not cut through our lines.
+pub fn set_console_loglevel(level: u8) -> io::Result<()> {
+    std::fs::write("/proc/sys/kernel/printk", format!("{level}\n"))
+}
+
+pub fn sync() {
+    rustix::fs::sync();
+}
+
+/// What PID 1 does when it is done.
+#[derive(Clone, Copy, Debug)]
+pub enum Shutdown {
+    Poweroff,
+    Reboot,
+    Halt,
+}
+
+/// Syncs and ends the machine. Only returns if the kernel refused.
+pub fn shutdown(how: Shutdown) -> io::Error {
+    use rustix::system::RebootCommand;
+    sync();
+    let cmd = match how {
+        Shutdown::Poweroff => RebootCommand::PowerOff,
+        Shutdown::Reboot => RebootCommand::Restart,
+        Shutdown::Halt => RebootCommand::Halt,
+    };
+    match rustix::system::reboot(cmd) {
+        Ok(()) => io::Error::other("reboot() returned"),
+        Err(e) => io::Error::from(e),
+    }
+}
+
+/// The running kernel's release (`uname -r`).
+pub fn kernel_release() -> String {
+    rustix::system::uname().release().to_string_lossy().into_owned()
+}
+
+pub fn getpid_is_init() -> bool {
+    rustix::process::getpid().is_init()
+}

@@ -1,0 +1,101 @@
+//! Test disk images made with the real tools (sgdisk, mke2fs, mkswap) on sparse files:
+//! no loop devices, no partition scanning needed.
+
+use anyhow::{bail, Context};
+use std::path::Path;
+use std::process::Command;
+
+/// A GPT disk with an ext3 partition and a swap partition.
+#[derive(Clone, Debug)]
+pub struct TestDisk {
+    pub size_bytes: u64,
+    pub ext_label: String,
+    pub ext_uuid: String,
+    pub ext_mib: u64,
+    pub swap_label: String,
+    pub swap_uuid: String,
+    pub swap_mib: u64,
+}
+
+impl Default for TestDisk {
+    fn default() -> Self {
+        TestDisk {
+            size_bytes: 128 << 20,
+            ext_label: "root-abcdef".into(),
+            ext_uuid: "2b7e1b5a-6f2c-4a39-9d55-0d0c8f1a7e01".into(),
+            ext_mib: 64,
+            swap_label: "swap-abcdef".into(),
+            swap_uuid: "8a1c7d3e-0b4f-4c2a-b6d1-5e9f0a2b3c4d".into(),
+            swap_mib: 16,
+        }
+    }
+}
+
+/// Partition 1 (ext3) starts at 1 MiB; partition 2 (swap) right after it.
+pub const FIRST_PARTITION_LBA: u64 = 2048;
+
+pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let shown = format!("{cmd:?}");
+    let out = cmd.output().with_context(|| format!("run {shown}: is the tool installed? (`cargo xtask test` installs it)"))?;
+    if !out.status.success() {
+        bail!("{shown} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+pub fn blank_disk(path: &Path, size: u64) -> anyhow::Result<()> {
+    let f = std::fs::File::create(path)?;
+    f.set_len(size)?;
+    Ok(())
+}
+
+/// Builds the disk described by `spec` at `path`.
+pub fn two_partition_disk(path: &Path, spec: TestDisk) -> anyhow::Result<()> {
+    blank_disk(path, spec.size_bytes)?;
+    let ext_end = FIRST_PARTITION_LBA + spec.ext_mib * 2048 - 1;
+    let swap_start = ext_end + 1;
+    let swap_end = swap_start + spec.swap_mib * 2048 - 1;
+    run(Command::new("sgdisk")
+        .arg("-U")
+        .arg("11111111-2222-3333-4444-555555555555")
+        .arg(format!("--new=1:{FIRST_PARTITION_LBA}:{ext_end}"))
+        .arg("--typecode=1:0700")
+        .arg("--change-name=1:root")
+        .arg(format!("--new=2:{swap_start}:{swap_end}"))
+        .arg("--typecode=2:8200")
+        .arg(path))?;
+    run(Command::new("mke2fs")
+        .args(["-q", "-F", "-t", "ext3", "-L", &spec.ext_label, "-U", &spec.ext_uuid])
+        .arg("-E")
+        .arg(format!("offset={}", FIRST_PARTITION_LBA * 512))
+        .arg(path)
+        .arg(format!("{}k", spec.ext_mib * 1024)))?;
+    // mkswap has no offset option: build the swap area in its own file and splice it in.
+    let swap = path.with_extension("swap.tmp");
+    blank_disk(&swap, spec.swap_mib << 20)?;
+    run(Command::new("mkswap").args(["-L", &spec.swap_label, "-U", &spec.swap_uuid]).arg(&swap))?;
+    run(Command::new("dd")
+        .arg(format!("if={}", swap.display()))
+        .arg(format!("of={}", path.display()))
+        .args(["bs=512", "conv=notrunc,sparse", "status=none"])
+        .arg(format!("seek={swap_start}")))?;
+    std::fs::remove_file(&swap)?;
+    Ok(())
+}
+
+/// sha256 of a whole file, to prove a test wrote nothing.
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}

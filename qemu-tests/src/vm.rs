@@ -1,0 +1,392 @@
+//! A QEMU virtual machine for tests: built with [`VmBuilder`], serial console captured
+//! to a file, killed on drop. When a wait fails the error carries the reproducer command
+//! line and the whole console log.
+
+use anyhow::{anyhow, bail, Context};
+use rescue::report::Report;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How a disk is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Bus {
+    Virtio,
+    /// SATA through an AHCI controller.
+    Ahci,
+    Nvme,
+    /// SCSI disk on a virtio-scsi controller.
+    VirtioScsi,
+    /// USB mass storage on an xHCI controller.
+    Usb,
+}
+
+impl Bus {
+    /// The kernel name prefix this bus gives a disk inside the guest.
+    pub fn kernel_prefix(self) -> &'static str {
+        match self {
+            Bus::Virtio => "vd",
+            Bus::Ahci | Bus::VirtioScsi | Bus::Usb => "sd",
+            Bus::Nvme => "nvme",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Disk {
+    pub path: PathBuf,
+    pub bus: Bus,
+    pub serial: Option<String>,
+    pub format: &'static str,
+    /// Writes go to a temporary overlay, the file stays untouched.
+    pub snapshot: bool,
+    pub bootindex: Option<u32>,
+}
+
+impl Disk {
+    pub fn new(path: &Path, bus: Bus) -> Disk {
+        Disk { path: path.into(), bus, serial: None, format: "raw", snapshot: false, bootindex: None }
+    }
+    pub fn serial(mut self, s: &str) -> Disk {
+        self.serial = Some(s.into());
+        self
+    }
+    pub fn format(mut self, f: &'static str) -> Disk {
+        self.format = f;
+        self
+    }
+    pub fn snapshot(mut self) -> Disk {
+        self.snapshot = true;
+        self
+    }
+    pub fn bootindex(mut self, i: u32) -> Disk {
+        self.bootindex = Some(i);
+        self
+    }
+}
+
+/// Firmware the machine starts with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Firmware {
+    /// QEMU's default SeaBIOS.
+    Bios,
+    /// UEFI: OVMF code and a writable copy of its variable store.
+    Ovmf { code: PathBuf, vars: PathBuf },
+}
+
+#[derive(Clone, Debug)]
+pub struct VmBuilder {
+    kernel: Option<(PathBuf, PathBuf, String)>,
+    disks: Vec<Disk>,
+    memory_mib: u32,
+    cpu: String,
+    smp: u32,
+    firmware: Firmware,
+    extra: Vec<String>,
+    no_reboot: bool,
+}
+
+/// `console=ttyS0` first would make /dev/console the VGA tty; serial last keeps the
+/// kernel's own messages on the serial port we capture.
+pub const RESCUE_APPEND: &str = "console=tty0 console=ttyS0,115200 panic=-1";
+
+impl VmBuilder {
+    pub fn new() -> VmBuilder {
+        VmBuilder {
+            kernel: None,
+            disks: Vec::new(),
+            memory_mib: 1024,
+            cpu: "max".into(),
+            smp: 1,
+            firmware: Firmware::Bios,
+            extra: Vec::new(),
+            no_reboot: true,
+        }
+    }
+
+    /// Direct kernel boot of the rescue image with the standard console arguments.
+    pub fn rescue(image: &crate::RescueImage) -> VmBuilder {
+        VmBuilder::new().kernel(&image.vmlinuz, &image.initramfs, RESCUE_APPEND)
+    }
+
+    pub fn kernel(mut self, vmlinuz: &Path, initrd: &Path, append: &str) -> VmBuilder {
+        self.kernel = Some((vmlinuz.into(), initrd.into(), append.into()));
+        self
+    }
+    /// Adds kernel arguments after the existing ones.
+    pub fn append(mut self, args: &str) -> VmBuilder {
+        if let Some((_, _, a)) = &mut self.kernel {
+            a.push(' ');
+            a.push_str(args);
+        }
+        self
+    }
+    pub fn disk(mut self, d: Disk) -> VmBuilder {
+        self.disks.push(d);
+        self
+    }
+    pub fn memory_mib(mut self, m: u32) -> VmBuilder {
+        self.memory_mib = m;
+        self
+    }
+    /// Xen under TCG needs `Haswell-noTSX` and one CPU (see shared/reference/machine.md).
+    pub fn cpu(mut self, cpu: &str, smp: u32) -> VmBuilder {
+        self.cpu = cpu.into();
+        self.smp = smp;
+        self
+    }
+    pub fn firmware(mut self, f: Firmware) -> VmBuilder {
+        self.firmware = f;
+        self
+    }
+    /// Raw extra QEMU arguments (network, USB devices, ...).
+    pub fn arg(mut self, a: impl Into<String>) -> VmBuilder {
+        self.extra.push(a.into());
+        self
+    }
+    /// Let a guest reboot instead of QEMU exiting on reboot.
+    pub fn allow_reboot(mut self) -> VmBuilder {
+        self.no_reboot = false;
+        self
+    }
+
+    /// The full QEMU argument list (without the binary), console going to `log`.
+    pub fn args(&self, log: &Path) -> Vec<String> {
+        let mut a: Vec<String> = vec![
+            "-accel".into(),
+            accel().into(),
+            "-machine".into(),
+            "q35".into(),
+            "-cpu".into(),
+            self.cpu.clone(),
+            "-smp".into(),
+            self.smp.to_string(),
+            "-m".into(),
+            self.memory_mib.to_string(),
+            "-display".into(),
+            "none".into(),
+            "-vga".into(),
+            "std".into(),
+            "-monitor".into(),
+            "none".into(),
+            "-serial".into(),
+            format!("file:{}", log.display()),
+            "-nodefaults".into(),
+        ];
+        if self.no_reboot {
+            a.push("-no-reboot".into());
+        }
+        if let Firmware::Ovmf { code, vars } = &self.firmware {
+            a.push("-drive".into());
+            a.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()));
+            a.push("-drive".into());
+            a.push(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+        }
+        if let Some((k, i, append)) = &self.kernel {
+            a.extend(["-kernel".into(), k.display().to_string(), "-initrd".into(), i.display().to_string()]);
+            a.extend(["-append".into(), append.clone()]);
+        }
+        let mut have_ahci = false;
+        let mut have_scsi = false;
+        let mut have_xhci = false;
+        for (n, d) in self.disks.iter().enumerate() {
+            let id = format!("disk{n}");
+            let snapshot = if d.snapshot { ",snapshot=on" } else { "" };
+            a.push("-drive".into());
+            a.push(format!("file={},format={},if=none,id={id}{snapshot}", d.path.display(), d.format));
+            let serial = d.serial.as_ref().map(|s| format!(",serial={s}")).unwrap_or_default();
+            let boot = d.bootindex.map(|b| format!(",bootindex={b}")).unwrap_or_default();
+            let dev = match d.bus {
+                Bus::Virtio => format!("virtio-blk-pci,drive={id}{serial}{boot}"),
+                Bus::Nvme => format!("nvme,drive={id}{serial}{boot}"),
+                Bus::Ahci => {
+                    if !have_ahci {
+                        a.extend(["-device".into(), "ahci,id=ahci0".into()]);
+                        have_ahci = true;
+                    }
+                    format!("ide-hd,drive={id},bus=ahci0.{n}{serial}{boot}")
+                }
+                Bus::VirtioScsi => {
+                    if !have_scsi {
+                        a.extend(["-device".into(), "virtio-scsi-pci,id=scsi0".into()]);
+                        have_scsi = true;
+                    }
+                    format!("scsi-hd,drive={id},bus=scsi0.0{serial}{boot}")
+                }
+                Bus::Usb => {
+                    if !have_xhci {
+                        a.extend(["-device".into(), "qemu-xhci,id=xhci0".into()]);
+                        have_xhci = true;
+                    }
+                    format!("usb-storage,drive={id},bus=xhci0.0,removable=on{serial}{boot}")
+                }
+            };
+            a.extend(["-device".into(), dev]);
+        }
+        a.extend(self.extra.iter().cloned());
+        a
+    }
+
+    /// Starts QEMU; the console log goes to `dir/console.log`.
+    pub fn spawn(self, dir: &Path) -> anyhow::Result<Vm> {
+        std::fs::create_dir_all(dir)?;
+        let log = dir.join("console.log");
+        std::fs::write(&log, b"")?;
+        let args = self.args(&log);
+        let command_line = reproducer(&args);
+        eprintln!("qemu: {command_line}");
+        let child = Command::new(QEMU)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("start {QEMU}: is qemu-system-x86 installed? (`cargo xtask test` installs it)"))?;
+        Ok(Vm { child, log, command_line, started: Instant::now() })
+    }
+}
+
+impl Default for VmBuilder {
+    fn default() -> Self {
+        VmBuilder::new()
+    }
+}
+
+pub const QEMU: &str = "qemu-system-x86_64";
+
+/// TCG unless a probe shows KVM can work (the CPU advertises vmx/svm and /dev/kvm opens).
+/// `XENRAID_ACCEL` overrides.
+pub fn accel() -> &'static str {
+    if let Ok(a) = std::env::var("XENRAID_ACCEL") {
+        return if a == "kvm" { "kvm" } else { "tcg" };
+    }
+    let cpu_has_virt = std::fs::read_to_string("/proc/cpuinfo")
+        .map(|s| s.lines().any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm"))))
+        .unwrap_or(false);
+    let kvm_opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    if cpu_has_virt && kvm_opens {
+        "kvm"
+    } else {
+        "tcg"
+    }
+}
+
+fn reproducer(args: &[String]) -> String {
+    let quote = |s: &str| {
+        if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,.:/+".contains(c)) {
+            s.to_string()
+        } else {
+            format!("'{}'", s.replace('\'', r"'\''"))
+        }
+    };
+    std::iter::once(QEMU.to_string()).chain(args.iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ")
+}
+
+/// A running QEMU. Killed when dropped.
+pub struct Vm {
+    child: Child,
+    log: PathBuf,
+    pub command_line: String,
+    started: Instant,
+}
+
+impl Vm {
+    pub fn console(&self) -> String {
+        String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
+    }
+
+    /// Polls `cond` on the console log until it returns Some, QEMU exits, or the timeout.
+    pub fn wait_until<T>(&mut self, timeout: Duration, what: &str, mut cond: impl FnMut(&str) -> Option<T>) -> anyhow::Result<T> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.console();
+            if let Some(v) = cond(&log) {
+                return Ok(v);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                // One last look: QEMU may have written the line and exited.
+                let log = self.console();
+                if let Some(v) = cond(&log) {
+                    return Ok(v);
+                }
+                return Err(self.failure(&format!("QEMU exited ({status}) before {what}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(&format!("timed out after {} s waiting for {what}", timeout.as_secs())));
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    /// Waits for a line starting with `marker` and returns the rest of that line.
+    pub fn wait_for_marker(&mut self, marker: &str, timeout: Duration) -> anyhow::Result<String> {
+        self.wait_until(timeout, marker, |log| {
+            log.lines().find_map(|l| l.find(marker).map(|at| l[at + marker.len()..].trim().to_string()))
+        })
+    }
+
+    /// Waits for the `RESCUE-REPORT` line and parses it.
+    pub fn wait_for_report(&mut self, timeout: Duration) -> anyhow::Result<Report> {
+        let json = self.wait_for_marker(rescue::report::MARKER, timeout)?;
+        serde_json::from_str(&json).map_err(|e| self.failure(&format!("RESCUE-REPORT is not valid JSON ({e})")))
+    }
+
+    /// Waits for QEMU to exit by itself (the guest powered off).
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if status.success() {
+                    return Ok(());
+                }
+                return Err(self.failure(&format!("QEMU exited with {status}")));
+            }
+            if Instant::now() >= deadline {
+                return Err(self.failure(&format!("guest did not power off within {} s", timeout.as_secs())));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// An error with everything needed to reproduce and understand the failure.
+    pub fn failure(&mut self, what: &str) -> anyhow::Error {
+        let mut stderr = String::new();
+        if let Ok(Some(_)) = self.child.try_wait() {
+            if let Some(mut e) = self.child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut stderr);
+            }
+        }
+        anyhow!(
+            "{what} (after {:.1} s)\n--- reproduce with:\n{}\n--- qemu stderr:\n{stderr}\n--- console log ({}):\n{}\n--- end of console log",
+            self.started.elapsed().as_secs_f64(),
+            self.command_line,
+            self.log.display(),
+            self.console()
+        )
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Fails unless `cond`, with the VM's full context.
+pub fn ensure(vm: &mut Vm, cond: bool, what: &str) -> anyhow::Result<()> {
+    if cond {
+        Ok(())
+    } else {
+        bail!(vm.failure(what))
+    }
+}
