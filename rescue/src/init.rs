@@ -164,7 +164,8 @@ fn load_modules(order_file: &Path) -> (usize, Vec<String>) {
         let (path, params) = line.split_once(' ').unwrap_or((line, ""));
         let params = CString::new(params).unwrap_or_default();
         match sys::load_module(&PathBuf::from(path), &params) {
-            Ok(_) => loaded += 1,
+            Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => loaded += 1,
+            Ok(sys::ModuleLoad::NoDevice) => {}
             Err(e) => warnings.push(format!("module {path}: {e}")),
         }
     }

@@ -76,7 +76,8 @@ fn assemble(kernel: &Kernel, init_path: &Path) -> anyhow::Result<Built> {
     let image = initramfs::build_image(&initramfs::ImageSpec {
         init: &init,
         modules_dir: &kernel.modules_dir,
-        patterns: &initramfs::parse_patterns(&patterns),
+        patterns: &initramfs::parse_module_list(&patterns)?,
+        extra: &[],
     })
     .context("building the initramfs")?;
 

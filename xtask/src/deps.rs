@@ -50,7 +50,8 @@ pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> any
     }
     eprintln!("xtask: installing missing Debian packages: {}", missing.join(" "));
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    if cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}").run().is_err() {
+    let pkgs = &missing;
+    if cmd!(sh, "apt-get install -y -q --no-install-recommends {pkgs...}").run().is_err() {
         cmd!(sh, "apt-get update -q").run()?;
         cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}").run()?;
     }

@@ -45,7 +45,7 @@ pub fn debian(sh: &Shell) -> anyhow::Result<Kernel> {
         let _ = std::fs::remove_dir_all(&tmp);
         sh.create_dir(&tmp)?;
         let _cd = sh.push_dir(&tmp);
-        cmd!(sh, "apt-get download {pkg}={version}").run()?;
+        cmd!(sh, "apt-get -o APT::Sandbox::User=root download {pkg}={version}").run()?;
         let deb = sh
             .read_dir(&tmp)?
             .into_iter()

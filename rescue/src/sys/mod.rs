@@ -55,6 +55,8 @@ pub enum ModuleLoad {
     Loaded,
     /// Already loaded or built in.
     AlreadyThere,
+    /// The module has nothing to drive here (no EFI, CPU lacks the instructions).
+    NoDevice,
 }
 
 /// Loads a kernel module from a file with `finit_module`.
@@ -63,6 +65,7 @@ pub fn load_module(path: &Path, params: &CStr) -> io::Result<ModuleLoad> {
     match rustix::system::finit_module(&file, params, 0) {
         Ok(()) => Ok(ModuleLoad::Loaded),
         Err(rustix::io::Errno::EXIST) => Ok(ModuleLoad::AlreadyThere),
+        Err(rustix::io::Errno::NODEV) => Ok(ModuleLoad::NoDevice),
         Err(e) => Err(io::Error::from(e)),
     }
 }
