@@ -82,8 +82,14 @@ pub struct Settled {
 
 /// Waits until the set of disks (with their sizes) has not changed for `quiet`, at most
 /// `deadline`. Drivers probe asynchronously (libata, NVMe, USB), so "modules loaded"
-/// does not mean "disks present".
-pub fn wait_for_settle(sys_block: &Path, quiet: Duration, deadline: Duration) -> Settled {
+/// does not mean "disks present". `on_tick` runs on every poll (coldplug: load drivers
+/// for devices that appeared); it returns true when it changed something.
+pub fn wait_for_settle(
+    sys_block: &Path,
+    quiet: Duration,
+    deadline: Duration,
+    mut on_tick: impl FnMut() -> bool,
+) -> Settled {
     let start = Instant::now();
     let snapshot = || -> BTreeSet<(String, u64)> {
         list_disks(sys_block).into_iter().map(|d| (d.name, d.size_bytes)).collect()
@@ -91,6 +97,9 @@ pub fn wait_for_settle(sys_block: &Path, quiet: Duration, deadline: Duration) ->
     let mut last = snapshot();
     let mut last_change = Instant::now();
     loop {
+        if on_tick() {
+            last_change = Instant::now();
+        }
         std::thread::sleep(Duration::from_millis(25));
         let now = snapshot();
         if now != last {
@@ -153,8 +162,29 @@ mod tests {
                 ("vda", 1073741824, 512, None, Some("SRC-1")),
             ]
         );
-        let settled = wait_for_settle(&dir, Duration::from_millis(50), Duration::from_secs(5));
+        let settled = wait_for_settle(&dir, Duration::from_millis(50), Duration::from_secs(5), || false);
         assert!(settled.stable);
+        let mut ticks = 0;
+        let busy = wait_for_settle(&dir, Duration::from_millis(50), Duration::from_millis(300), || {
+            ticks += 1;
+            true
+        });
+        assert!(!busy.stable && ticks > 3, "a tick that keeps changing things must hit the deadline");
         std::fs::remove_dir_all(dir).unwrap();
     }
+}
+
+/// Every device `modalias` under `sys_bus` (normally `/sys/bus`), sorted and deduplicated.
+pub fn modaliases(sys_bus: &Path) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let Ok(buses) = std::fs::read_dir(sys_bus) else { return Vec::new() };
+    for bus in buses.flatten() {
+        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else { continue };
+        for dev in devs.flatten() {
+            if let Some(m) = read_trimmed(&dev.path().join("modalias")).filter(|m| !m.is_empty()) {
+                out.insert(m);
+            }
+        }
+    }
+    out.into_iter().collect()
 }

@@ -4,17 +4,15 @@
 
 use crate::cmdline::{self, Plan, Then};
 use crate::devices;
+use crate::kmod;
 use crate::inspect;
 use crate::report::Report;
 use crate::sys;
-use std::ffi::CString;
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-
-/// Where the initramfs builder lists the modules to load, in dependency order.
-pub const MODULE_LOAD_ORDER: &str = "/lib/modules/load-order";
 
 /// Quiet period and upper bound for block devices to stop appearing.
 const SETTLE_QUIET: Duration = Duration::from_millis(400);
@@ -107,14 +105,13 @@ pub fn run() -> ! {
 }
 
 fn boot_and_run(plan: &Plan, report: &mut Report, console: &mut Console) {
-    let (loaded, warnings) = load_modules(Path::new(MODULE_LOAD_ORDER));
-    report.modules_loaded = loaded;
-    report.warnings.extend(warnings);
-
+    let mut modules = Modules::open();
     if !plan.quiet {
-        console.line("rescue: waiting for disks to settle");
+        console.line("rescue: loading drivers and waiting for disks to settle");
     }
-    let settled = devices::wait_for_settle(Path::new("/sys/block"), SETTLE_QUIET, SETTLE_DEADLINE);
+    let settled = devices::wait_for_settle(Path::new("/sys/block"), SETTLE_QUIET, SETTLE_DEADLINE, || {
+        modules.coldplug()
+    });
     report.settle_ms = settled.waited.as_millis() as u64;
     if !settled.stable {
         report.warnings.push(format!(
@@ -122,6 +119,8 @@ fn boot_and_run(plan: &Plan, report: &mut Report, console: &mut Console) {
             SETTLE_DEADLINE.as_secs()
         ));
     }
+    report.modules_loaded = modules.loaded.len();
+    report.warnings.append(&mut modules.warnings);
 
     let disks = devices::list_disks(Path::new("/sys/block"));
     match plan.action {
@@ -151,25 +150,72 @@ pub fn inspect_block_disk(d: &devices::BlockDisk) -> anyhow::Result<inspect::Dis
     Ok(disk)
 }
 
-/// Loads every module named in the load-order file. A module that fails is a warning:
-/// the disks it would drive may simply not be in this machine.
-fn load_modules(order_file: &Path) -> (usize, Vec<String>) {
-    let list = match std::fs::read_to_string(order_file) {
-        Ok(s) => s,
-        Err(e) => return (0, vec![format!("{}: {e}; no modules loaded", order_file.display())]),
-    };
-    let mut loaded = 0;
-    let mut warnings = Vec::new();
-    for line in list.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (path, params) = line.split_once(' ').unwrap_or((line, ""));
-        let params = CString::new(params).unwrap_or_default();
-        match sys::load_module(&PathBuf::from(path), &params) {
-            Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => loaded += 1,
-            Ok(sys::ModuleLoad::NoDevice) => {}
-            Err(e) => warnings.push(format!("module {path}: {e}")),
+/// Kernel modules: the index in the image, what is loaded, what went wrong.
+pub struct Modules {
+    index: kmod::ModuleIndex,
+    pub loaded: BTreeSet<String>,
+    /// Tried and failed or not applicable; never retried.
+    tried: BTreeSet<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Modules {
+    pub fn open() -> Modules {
+        let mut warnings = Vec::new();
+        let index = match std::fs::read_to_string(kmod::INDEX_PATH).map_err(|e| e.to_string()).and_then(|t| kmod::ModuleIndex::parse(&t)) {
+            Ok(i) => i,
+            Err(e) => {
+                warnings.push(format!("{}: {e}; no modules will be loaded", kmod::INDEX_PATH));
+                kmod::ModuleIndex::default()
+            }
+        };
+        Modules { index, loaded: BTreeSet::new(), tried: BTreeSet::new(), warnings }
+    }
+
+    /// Loads drivers for every device present that has none yet (what udev's coldplug
+    /// does). Returns true when it loaded something: new devices may follow.
+    pub fn coldplug(&mut self) -> bool {
+        let wanted: BTreeSet<String> = self
+            .index
+            .matching(&devices::modaliases(Path::new("/sys/bus")))
+            .into_iter()
+            .filter(|m| !self.tried.contains(m))
+            .collect();
+        !wanted.is_empty() && self.load(&wanted) > 0
+    }
+
+    /// Loads the named modules (and their dependencies); returns how many were loaded.
+    pub fn load(&mut self, names: &BTreeSet<String>) -> usize {
+        let mut count = 0;
+        for (name, path) in self.index.load_plan(names) {
+            if self.tried.contains(&name) {
+                continue;
+            }
+            self.tried.insert(name.clone());
+            match sys::load_module(Path::new(&path), c"") {
+                Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
+                    self.loaded.insert(name);
+                    count += 1;
+                }
+                Ok(sys::ModuleLoad::NoDevice) => {}
+                Err(e) => self.warnings.push(format!("module {name} ({path}): {e}")),
+            }
+        }
+        count
+    }
+
+    /// Makes sure these modules are loaded, e.g. `md_mod` and `raid1` before a conversion.
+    pub fn require(&mut self, names: &[&str]) -> Result<(), String> {
+        let missing: Vec<&str> = names.iter().copied().filter(|n| !self.index.contains(n)).collect();
+        if !missing.is_empty() {
+            return Err(format!("modules {} are not in this image: add them to kernel-config/modules.txt and rebuild", missing.join(", ")));
+        }
+        self.load(&names.iter().map(|s| s.to_string()).collect());
+        match names.iter().find(|n| !self.loaded.contains(**n)) {
+            Some(n) => Err(format!("module {n} failed to load: see the warnings")),
+            None => Ok(()),
         }
     }
-    (loaded, warnings)
 }
 
 fn finish(then: Then, console: &mut Console) -> ! {

@@ -12,6 +12,7 @@ pub mod devices;
 pub mod formats;
 pub mod init;
 pub mod inspect;
+pub mod kmod;
 pub mod report;
 pub mod sys;
 pub mod units;
