@@ -399,3 +399,59 @@ proptest::proptest! {
         let _ = initramfs::ModInfo::from_elf(&bytes);
     }
 }
+
+/// A two-module tree copied from the real one, raid1 gzipped by `gzip`.
+fn small_tree(tag: &str, version: &str) -> (PathBuf, PathBuf) {
+    let source = modules_dir();
+    let root = scratch(tag);
+    let dir = root.join(version);
+    std::fs::create_dir_all(dir.join("kernel/md")).unwrap();
+    std::fs::write(dir.join("modules.builtin"), "").unwrap();
+    for name in ["md-mod.ko", "raid1.ko"] {
+        std::fs::copy(
+            source.join("kernel/drivers/md").join(name),
+            dir.join("kernel/md").join(name),
+        )
+        .unwrap();
+    }
+    let gzip = tool("gzip", "gzip")
+        .arg("-n")
+        .arg(dir.join("kernel/md/raid1.ko"))
+        .output()
+        .unwrap();
+    assert!(gzip.status.success(), "gzip: {gzip:?}");
+    (root, dir)
+}
+
+#[test]
+fn gzipped_module_is_stored_uncompressed() {
+    let kver = image().kernel_version.clone();
+    let (root, dir) = small_tree("gz", &kver);
+    let closure = ModuleTree::open(&dir)
+        .and_then(|tree| tree.resolve(&["raid1".to_string()]))
+        .unwrap();
+    std::fs::remove_dir_all(&root).unwrap();
+    let paths: Vec<&str> = closure
+        .modules
+        .iter()
+        .map(|m| m.rel_path.as_str())
+        .collect();
+    assert_eq!(paths, ["kernel/md/md-mod.ko", "kernel/md/raid1.ko"]);
+    let original = std::fs::read(modules_dir().join("kernel/drivers/md/raid1.ko")).unwrap();
+    assert!(
+        closure.modules[1].data == original,
+        "raid1.ko was not decompressed"
+    );
+}
+
+#[test]
+fn modules_of_another_kernel_are_refused() {
+    let (root, dir) = small_tree("vermagic", "9.9.9-other");
+    let result = ModuleTree::open(&dir).and_then(|tree| tree.resolve(&["md-mod".to_string()]));
+    std::fs::remove_dir_all(&root).unwrap();
+    let err = result.unwrap_err();
+    assert!(
+        matches!(&err, initramfs::Error::VermagicMismatch { expected, .. } if expected == "9.9.9-other"),
+        "{err}"
+    );
+}
