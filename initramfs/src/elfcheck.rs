@@ -151,4 +151,30 @@ pub(crate) mod tests {
         let err = check_static_init(b"#!/bin/sh\necho hi\n").unwrap_err();
         assert!(matches!(err, Error::InitNotElf { .. }), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn corrupted_elf_gives_a_result_never_a_panic(
+            flips in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 1..24),
+            interp in proptest::prelude::any::<bool>(),
+        ) {
+            let mut bytes = minimal_elf(EM_X86_64, ET_DYN, interp);
+            for (at, value) in flips {
+                let len = bytes.len();
+                bytes[at % len] = value;
+            }
+            let _ = check_static_init(&bytes);
+            let _ = crate::ModInfo::from_elf(&bytes);
+        }
+
+        #[test]
+        fn random_bytes_after_elf_magic_give_a_result(
+            tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+        ) {
+            let mut bytes = b"\x7fELF\x02\x01\x01\0".to_vec();
+            bytes.extend(tail);
+            proptest::prop_assert!(check_static_init(&bytes).is_err());
+            let _ = crate::ModInfo::from_elf(&bytes);
+        }
+    }
 }

@@ -112,3 +112,120 @@ pub fn build_image(spec: &ImageSpec<'_>) -> Result<BuiltImage> {
         kernel_version,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use goblin::elf::header::{EM_X86_64, ET_EXEC};
+
+    fn builtin_only_tree(tag: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir()
+            .join(format!("initramfs-lib-{tag}-{}", std::process::id()))
+            .join("6.1.0-test");
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("modules.builtin"), "kernel/drivers/md/md-mod.ko\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn image_with_builtin_modules_only_has_empty_load_order() {
+        let dir = builtin_only_tree("builtin");
+        let init = elfcheck::tests::minimal_elf(EM_X86_64, ET_EXEC, false);
+        let extra = [(
+            "/etc/hello".to_string(),
+            Node::File {
+                data: b"hi\n".to_vec(),
+                mode: 0o644,
+            },
+        )];
+        let built = build_image(&ImageSpec {
+            init: &init,
+            modules_dir: &dir,
+            patterns: &["md_mod".to_string()],
+            extra: &extra,
+        });
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        let built = built.unwrap();
+        assert!(built.modules.is_empty());
+        assert_eq!(built.builtin, ["md_mod"]);
+        assert_eq!(built.kernel_version, "6.1.0-test");
+
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::GzDecoder::new(&built.gz_bytes[..]),
+            &mut raw,
+        )
+        .unwrap();
+        let mut names = Vec::new();
+        let mut rest = &raw[..];
+        loop {
+            let mut reader = cpio::newc::Reader::new(rest).unwrap();
+            if reader.entry().is_trailer() {
+                break;
+            }
+            let name = reader.entry().name().to_string();
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut reader, &mut data).unwrap();
+            if name == "lib/modules/load-order" {
+                assert!(data.is_empty());
+            }
+            if name == "etc/hello" {
+                assert_eq!(data, b"hi\n");
+            }
+            names.push(name);
+            rest = reader.finish().unwrap();
+        }
+        assert_eq!(
+            names,
+            [
+                "dev",
+                "dev/console",
+                "dev/null",
+                "etc",
+                "etc/hello",
+                "init",
+                "lib",
+                "lib/modules",
+                "lib/modules/load-order",
+                "mnt",
+                "proc",
+                "run",
+                "sys",
+                "tmp"
+            ]
+        );
+    }
+
+    #[test]
+    fn dynamic_init_is_refused_before_anything_else() {
+        let dir = builtin_only_tree("dynamic");
+        let init = std::fs::read("/bin/true").expect("/bin/true (coreutils) is needed");
+        let result = build_image(&ImageSpec {
+            init: &init,
+            modules_dir: &dir,
+            patterns: &[],
+            extra: &[],
+        });
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        assert!(matches!(result, Err(Error::InitHasInterpreter { .. })));
+    }
+
+    #[test]
+    fn extra_entry_clashing_with_init_is_refused() {
+        let dir = builtin_only_tree("clash");
+        let init = elfcheck::tests::minimal_elf(EM_X86_64, ET_EXEC, false);
+        let extra = [("/init".to_string(), Node::Dir { mode: 0o755 })];
+        let result = build_image(&ImageSpec {
+            init: &init,
+            modules_dir: &dir,
+            patterns: &[],
+            extra: &extra,
+        });
+        std::fs::remove_dir_all(dir.parent().unwrap()).unwrap();
+        assert!(
+            matches!(result, Err(Error::DuplicatePath { .. })),
+            "{result:?}"
+        );
+    }
+}
