@@ -1,7 +1,8 @@
 //! Builds the rescue initramfs: a deterministic gzip-compressed newc cpio
 //! holding the static `/init`, the kernel modules it needs (dependency
-//! closure, in load order) and the list `/lib/modules/load-order` that
-//! `/init` follows to load them with `finit_module`.
+//! closure, in load order) and the index `/lib/modules/index` that `/init`
+//! reads to load drivers for the hardware present (by modalias) with
+//! `finit_module`, prerequisites first.
 
 mod archive;
 mod elfcheck;
@@ -17,8 +18,9 @@ pub use error::{Error, Result};
 pub use modinfo::{normalize, ModInfo};
 pub use modules::{parse_module_list, Closure, Module, ModuleTree, SoftDep};
 
-/// Where `/init` reads the module files to load, one absolute path a line.
-pub const LOAD_ORDER_PATH: &str = "/lib/modules/load-order";
+/// The module index `/init` reads, one record a line:
+/// `module <name> <path> [prereq,prereq]` in load order, then `alias <glob> <name>`.
+pub const INDEX_PATH: &str = "/lib/modules/index";
 
 /// Empty directories the rescue mounts on or writes into.
 pub const EMPTY_DIRS: [(&str, u32); 6] = [
@@ -47,12 +49,16 @@ pub struct ImageSpec<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModuleInfo {
     pub name: String,
-    /// Absolute path inside the image, as listed in the load-order file.
+    /// Absolute path inside the image, as listed in the index.
     pub image_path: String,
     /// Size of the (uncompressed) `.ko` in bytes.
     pub size: u64,
     /// Direct dependencies (`depends=`), normalized.
     pub depends: Vec<String>,
+    /// Modules loaded before this one: `depends=` plus soft dependencies in the image.
+    pub prerequisites: Vec<String>,
+    /// `alias=` patterns the kernel matches against device modaliases.
+    pub aliases: Vec<String>,
 }
 
 /// The finished image and what went into it.
@@ -67,6 +73,25 @@ pub struct BuiltImage {
     /// Soft dependencies nothing in the image provides (worth a warning).
     pub unresolved_softdeps: Vec<SoftDep>,
     pub kernel_version: String,
+}
+
+/// The text of [`INDEX_PATH`] for modules in load order.
+pub fn index_text(modules: &[ModuleInfo]) -> String {
+    let mut out = String::new();
+    for m in modules {
+        out.push_str(&format!(
+            "module {} {} {}\n",
+            m.name,
+            m.image_path,
+            m.prerequisites.join(",")
+        ));
+    }
+    for m in modules {
+        for a in &m.aliases {
+            out.push_str(&format!("alias {a} {}\n", m.name));
+        }
+    }
+    out
 }
 
 /// Builds the initramfs described by `spec`.
@@ -85,20 +110,29 @@ pub fn build_image(spec: &ImageSpec<'_>) -> Result<BuiltImage> {
     archive.add_char_device("/dev/null", 0o666, 1, 3)?;
 
     let mut modules = Vec::with_capacity(closure.modules.len());
-    let mut load_order = String::new();
     for module in closure.modules {
         let image_path = format!("/lib/modules/{kernel_version}/{}", module.rel_path);
-        load_order.push_str(&image_path);
-        load_order.push('\n');
         modules.push(ModuleInfo {
+            prerequisites: closure
+                .prerequisites
+                .get(&module.name)
+                .map(|p| p.iter().cloned().collect())
+                .unwrap_or_default(),
             name: module.name,
             image_path: image_path.clone(),
             size: module.data.len() as u64,
             depends: module.info.depends,
+            // An alias with whitespace cannot be one word of the index (none seen in practice).
+            aliases: module
+                .info
+                .aliases
+                .into_iter()
+                .filter(|a| !a.contains(char::is_whitespace))
+                .collect(),
         });
         archive.add_file(&image_path, module.data, 0o644)?;
     }
-    archive.add_file(LOAD_ORDER_PATH, load_order.into_bytes(), 0o644)?;
+    archive.add_file(INDEX_PATH, index_text(&modules).into_bytes(), 0o644)?;
 
     for (path, node) in spec.extra {
         archive.add(path, node.clone())?;
@@ -129,7 +163,7 @@ mod tests {
     }
 
     #[test]
-    fn image_with_builtin_modules_only_has_empty_load_order() {
+    fn image_with_builtin_modules_only_has_empty_index() {
         let dir = builtin_only_tree("builtin");
         let init = elfcheck::tests::minimal_elf(EM_X86_64, ET_EXEC, false);
         let extra = [(
@@ -167,7 +201,7 @@ mod tests {
             let name = reader.entry().name().to_string();
             let mut data = Vec::new();
             std::io::Read::read_to_end(&mut reader, &mut data).unwrap();
-            if name == "lib/modules/load-order" {
+            if name == "lib/modules/index" {
                 assert!(data.is_empty());
             }
             if name == "etc/hello" {
@@ -187,7 +221,7 @@ mod tests {
                 "init",
                 "lib",
                 "lib/modules",
-                "lib/modules/load-order",
+                "lib/modules/index",
                 "mnt",
                 "proc",
                 "run",

@@ -108,6 +108,8 @@ pub struct Closure {
     /// Soft dependencies neither built in nor provided by a selected module:
     /// not fatal (modprobe ignores them too), but worth a warning.
     pub unresolved_softdeps: Vec<SoftDep>,
+    /// Per module, the selected modules that must load before it (hard and soft deps).
+    pub prerequisites: BTreeMap<String, BTreeSet<String>>,
 }
 
 /// An indexed `lib/modules/<kver>/` directory.
@@ -432,6 +434,10 @@ pub(crate) fn resolve_with(
     }
 
     let order = topological_order(&needs)?;
+    let prerequisites = needs
+        .iter()
+        .map(|(n, w)| (n.to_string(), w.iter().map(|s| s.to_string()).collect()))
+        .collect();
     let modules = order
         .into_iter()
         .filter_map(|name| selected.get(&name).cloned())
@@ -440,6 +446,7 @@ pub(crate) fn resolve_with(
         modules,
         builtin: builtin_hit.into_iter().collect(),
         unresolved_softdeps,
+        prerequisites,
     })
 }
 

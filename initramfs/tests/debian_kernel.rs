@@ -265,9 +265,39 @@ fn archive_reads_back_with_the_cpio_crate() {
         (0o020666, 1, 3)
     );
 
-    let (_, order) = &entries["lib/modules/load-order"];
-    let order = String::from_utf8(order.clone()).unwrap();
-    let listed: Vec<&str> = order.lines().collect();
+    let (_, index) = &entries["lib/modules/index"];
+    let index = String::from_utf8(index.clone()).unwrap();
+    assert_eq!(index, initramfs::index_text(&image.modules));
+    // Every prerequisite is listed (and so loaded) before the module that needs it,
+    // and the drivers /init picks by modalias carry their aliases.
+    let position = |name: &str| image.modules.iter().position(|m| m.name == name).unwrap();
+    for (i, m) in image.modules.iter().enumerate() {
+        for p in &m.prerequisites {
+            assert!(position(p) < i, "{p} must come before {}", m.name);
+        }
+    }
+    assert!(image.modules[position("ext4")]
+        .prerequisites
+        .iter()
+        .any(|p| p.starts_with("crc32c")));
+    for (driver, alias_part) in [
+        ("ahci", "bc01sc06i01"),
+        ("virtio_blk", "virtio:d00000002"),
+        ("nvme", "bc01sc08i02"),
+        ("sd_mod", "scsi:t-0x00"),
+    ] {
+        let m = &image.modules[position(driver)];
+        assert!(
+            m.aliases.iter().any(|a| a.contains(alias_part)),
+            "{driver} aliases: {:?}",
+            m.aliases
+        );
+    }
+    let listed: Vec<&str> = index
+        .lines()
+        .filter_map(|l| l.strip_prefix("module "))
+        .map(|l| l.split(' ').nth(1).unwrap())
+        .collect();
     let expected: Vec<&str> = image
         .modules
         .iter()
@@ -336,18 +366,14 @@ fn gzip_and_cpio_tools_accept_the_archive() {
     let extracted = tool("sh", "dash")
         .arg("-c")
         .arg(format!(
-            "gzip -dc '{}' | cpio -i --quiet --to-stdout lib/modules/load-order",
+            "gzip -dc '{}' | cpio -i --quiet --to-stdout lib/modules/index",
             file.display()
         ))
         .output()
         .unwrap();
     std::fs::remove_dir_all(&dir).unwrap();
     assert!(extracted.status.success(), "cpio -i: {extracted:?}");
-    let expected: String = image
-        .modules
-        .iter()
-        .map(|m| format!("{}\n", m.image_path))
-        .collect();
+    let expected = initramfs::index_text(&image.modules);
     assert_eq!(String::from_utf8(extracted.stdout).unwrap(), expected);
 }
 

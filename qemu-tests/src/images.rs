@@ -36,9 +36,15 @@ pub const FIRST_PARTITION_LBA: u64 = 2048;
 
 pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let shown = format!("{cmd:?}");
-    let out = cmd.output().with_context(|| format!("run {shown}: is the tool installed? (`cargo xtask test` installs it)"))?;
+    let out = cmd.output().with_context(|| {
+        format!("run {shown}: is the tool installed? (`cargo xtask test` installs it)")
+    })?;
     if !out.status.success() {
-        bail!("{shown} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{shown} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -65,7 +71,16 @@ pub fn two_partition_disk(path: &Path, spec: TestDisk) -> anyhow::Result<()> {
         .arg("--typecode=2:8200")
         .arg(path))?;
     run(Command::new("mke2fs")
-        .args(["-q", "-F", "-t", "ext3", "-L", &spec.ext_label, "-U", &spec.ext_uuid])
+        .args([
+            "-q",
+            "-F",
+            "-t",
+            "ext3",
+            "-L",
+            &spec.ext_label,
+            "-U",
+            &spec.ext_uuid,
+        ])
         .arg("-E")
         .arg(format!("offset={}", FIRST_PARTITION_LBA * 512))
         .arg(path)
@@ -73,7 +88,9 @@ pub fn two_partition_disk(path: &Path, spec: TestDisk) -> anyhow::Result<()> {
     // mkswap has no offset option: build the swap area in its own file and splice it in.
     let swap = path.with_extension("swap.tmp");
     blank_disk(&swap, spec.swap_mib << 20)?;
-    run(Command::new("mkswap").args(["-L", &spec.swap_label, "-U", &spec.swap_uuid]).arg(&swap))?;
+    run(Command::new("mkswap")
+        .args(["-L", &spec.swap_label, "-U", &spec.swap_uuid])
+        .arg(&swap))?;
     run(Command::new("dd")
         .arg(format!("if={}", swap.display()))
         .arg(format!("of={}", path.display()))

@@ -26,9 +26,15 @@ impl RescueImage {
         let dir = std::env::var_os("XENRAID_IMAGE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/rescue"));
-        let img = RescueImage { vmlinuz: dir.join("vmlinuz"), initramfs: dir.join("initramfs.cpio.gz") };
+        let img = RescueImage {
+            vmlinuz: dir.join("vmlinuz"),
+            initramfs: dir.join("initramfs.cpio.gz"),
+        };
         if !img.vmlinuz.is_file() || !img.initramfs.is_file() {
-            bail!("no rescue image in {}: run `cargo xtask build` (or `cargo xtask test`) first", dir.display());
+            bail!(
+                "no rescue image in {}: run `cargo xtask build` (or `cargo xtask test`) first",
+                dir.display()
+            );
         }
         Ok(img)
     }
@@ -59,7 +65,10 @@ impl Scratch {
 impl Drop for Scratch {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            eprintln!("scratch files kept for inspection in {}", self.dir.display());
+            eprintln!(
+                "scratch files kept for inspection in {}",
+                self.dir.display()
+            );
         } else {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
@@ -70,13 +79,20 @@ impl Drop for Scratch {
 pub const RESCUE_BOOT_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// Boots the rescue image with two small disks and returns its report (for `xtask bench`).
-pub fn bench_inspect_boot(vmlinuz: &Path, initramfs: &Path, scratch: &Path) -> anyhow::Result<Report> {
+pub fn bench_inspect_boot(
+    vmlinuz: &Path,
+    initramfs: &Path,
+    scratch: &Path,
+) -> anyhow::Result<Report> {
     std::fs::create_dir_all(scratch)?;
     let a = scratch.join("a.img");
     let b = scratch.join("b.img");
     images::two_partition_disk(&a, images::TestDisk::default())?;
     images::blank_disk(&b, 64 << 20)?;
-    let image = RescueImage { vmlinuz: vmlinuz.into(), initramfs: initramfs.into() };
+    let image = RescueImage {
+        vmlinuz: vmlinuz.into(),
+        initramfs: initramfs.into(),
+    };
     let mut vm = vm::VmBuilder::rescue(&image)
         .disk(vm::Disk::new(&a, vm::Bus::Virtio).serial("BENCH-A"))
         .disk(vm::Disk::new(&b, vm::Bus::Virtio).serial("BENCH-B"))

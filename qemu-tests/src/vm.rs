@@ -45,7 +45,14 @@ pub struct Disk {
 
 impl Disk {
     pub fn new(path: &Path, bus: Bus) -> Disk {
-        Disk { path: path.into(), bus, serial: None, format: "raw", snapshot: false, bootindex: None }
+        Disk {
+            path: path.into(),
+            bus,
+            serial: None,
+            format: "raw",
+            snapshot: false,
+            bootindex: None,
+        }
     }
     pub fn serial(mut self, s: &str) -> Disk {
         self.serial = Some(s.into());
@@ -178,12 +185,23 @@ impl VmBuilder {
         }
         if let Firmware::Ovmf { code, vars } = &self.firmware {
             a.push("-drive".into());
-            a.push(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", code.display()));
+            a.push(format!(
+                "if=pflash,format=raw,unit=0,readonly=on,file={}",
+                code.display()
+            ));
             a.push("-drive".into());
-            a.push(format!("if=pflash,format=raw,unit=1,file={}", vars.display()));
+            a.push(format!(
+                "if=pflash,format=raw,unit=1,file={}",
+                vars.display()
+            ));
         }
         if let Some((k, i, append)) = &self.kernel {
-            a.extend(["-kernel".into(), k.display().to_string(), "-initrd".into(), i.display().to_string()]);
+            a.extend([
+                "-kernel".into(),
+                k.display().to_string(),
+                "-initrd".into(),
+                i.display().to_string(),
+            ]);
             a.extend(["-append".into(), append.clone()]);
         }
         let mut have_ahci = false;
@@ -193,9 +211,20 @@ impl VmBuilder {
             let id = format!("disk{n}");
             let snapshot = if d.snapshot { ",snapshot=on" } else { "" };
             a.push("-drive".into());
-            a.push(format!("file={},format={},if=none,id={id}{snapshot}", d.path.display(), d.format));
-            let serial = d.serial.as_ref().map(|s| format!(",serial={s}")).unwrap_or_default();
-            let boot = d.bootindex.map(|b| format!(",bootindex={b}")).unwrap_or_default();
+            a.push(format!(
+                "file={},format={},if=none,id={id}{snapshot}",
+                d.path.display(),
+                d.format
+            ));
+            let serial = d
+                .serial
+                .as_ref()
+                .map(|s| format!(",serial={s}"))
+                .unwrap_or_default();
+            let boot = d
+                .bootindex
+                .map(|b| format!(",bootindex={b}"))
+                .unwrap_or_default();
             let dev = match d.bus {
                 Bus::Virtio => format!("virtio-blk-pci,drive={id}{serial}{boot}"),
                 Bus::Nvme => format!("nvme,drive={id}{serial}{boot}"),
@@ -241,8 +270,17 @@ impl VmBuilder {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("start {QEMU}: is qemu-system-x86 installed? (`cargo xtask test` installs it)"))?;
-        Ok(Vm { child, log, command_line, started: Instant::now() })
+            .with_context(|| {
+                format!(
+                    "start {QEMU}: is qemu-system-x86 installed? (`cargo xtask test` installs it)"
+                )
+            })?;
+        Ok(Vm {
+            child,
+            log,
+            command_line,
+            started: Instant::now(),
+        })
     }
 }
 
@@ -261,9 +299,16 @@ pub fn accel() -> &'static str {
         return if a == "kvm" { "kvm" } else { "tcg" };
     }
     let cpu_has_virt = std::fs::read_to_string("/proc/cpuinfo")
-        .map(|s| s.lines().any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm"))))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("flags") && (l.contains(" vmx") || l.contains(" svm")))
+        })
         .unwrap_or(false);
-    let kvm_opens = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm").is_ok();
+    let kvm_opens = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_ok();
     if cpu_has_virt && kvm_opens {
         "kvm"
     } else {
@@ -273,13 +318,18 @@ pub fn accel() -> &'static str {
 
 fn reproducer(args: &[String]) -> String {
     let quote = |s: &str| {
-        if s.chars().all(|c| c.is_ascii_alphanumeric() || "-_=,.:/+".contains(c)) {
+        if s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_=,.:/+".contains(c))
+        {
             s.to_string()
         } else {
             format!("'{}'", s.replace('\'', r"'\''"))
         }
     };
-    std::iter::once(QEMU.to_string()).chain(args.iter().map(|a| quote(a))).collect::<Vec<_>>().join(" ")
+    std::iter::once(QEMU.to_string())
+        .chain(args.iter().map(|a| quote(a)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A running QEMU. Killed when dropped.
@@ -296,7 +346,12 @@ impl Vm {
     }
 
     /// Polls `cond` on the console log until it returns Some, QEMU exits, or the timeout.
-    pub fn wait_until<T>(&mut self, timeout: Duration, what: &str, mut cond: impl FnMut(&str) -> Option<T>) -> anyhow::Result<T> {
+    pub fn wait_until<T>(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut cond: impl FnMut(&str) -> Option<T>,
+    ) -> anyhow::Result<T> {
         let deadline = Instant::now() + timeout;
         loop {
             let log = self.console();
@@ -312,7 +367,10 @@ impl Vm {
                 return Err(self.failure(&format!("QEMU exited ({status}) before {what}")));
             }
             if Instant::now() >= deadline {
-                return Err(self.failure(&format!("timed out after {} s waiting for {what}", timeout.as_secs())));
+                return Err(self.failure(&format!(
+                    "timed out after {} s waiting for {what}",
+                    timeout.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -321,14 +379,18 @@ impl Vm {
     /// Waits for a line starting with `marker` and returns the rest of that line.
     pub fn wait_for_marker(&mut self, marker: &str, timeout: Duration) -> anyhow::Result<String> {
         self.wait_until(timeout, marker, |log| {
-            log.lines().find_map(|l| l.find(marker).map(|at| l[at + marker.len()..].trim().to_string()))
+            log.lines().find_map(|l| {
+                l.find(marker)
+                    .map(|at| l[at + marker.len()..].trim().to_string())
+            })
         })
     }
 
     /// Waits for the `RESCUE-REPORT` line and parses it.
     pub fn wait_for_report(&mut self, timeout: Duration) -> anyhow::Result<Report> {
         let json = self.wait_for_marker(rescue::report::MARKER, timeout)?;
-        serde_json::from_str(&json).map_err(|e| self.failure(&format!("RESCUE-REPORT is not valid JSON ({e})")))
+        serde_json::from_str(&json)
+            .map_err(|e| self.failure(&format!("RESCUE-REPORT is not valid JSON ({e})")))
     }
 
     /// Waits for QEMU to exit by itself (the guest powered off).
@@ -342,7 +404,10 @@ impl Vm {
                 return Err(self.failure(&format!("QEMU exited with {status}")));
             }
             if Instant::now() >= deadline {
-                return Err(self.failure(&format!("guest did not power off within {} s", timeout.as_secs())));
+                return Err(self.failure(&format!(
+                    "guest did not power off within {} s",
+                    timeout.as_secs()
+                )));
             }
             std::thread::sleep(Duration::from_millis(100));
         }

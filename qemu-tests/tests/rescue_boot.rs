@@ -30,7 +30,11 @@ fn boot_two_disks(test: &str, bus: Bus, extra_args: &str) -> anyhow::Result<(Rep
     let report = vm.wait_for_report(RESCUE_BOOT_TIMEOUT)?;
     vm.wait_exit(Duration::from_secs(60))?;
     let after = (images::sha256_file(&a)?, images::sha256_file(&b)?);
-    qemu_tests::vm::ensure(&mut vm, before == after, "a disk changed during a read-only boot")?;
+    qemu_tests::vm::ensure(
+        &mut vm,
+        before == after,
+        "a disk changed during a read-only boot",
+    )?;
     Ok((report, spec))
 }
 
@@ -40,13 +44,29 @@ fn check_inspection(bus: Bus) {
     assert!(report.ok, "report not ok: {:?}", report.errors);
     assert_eq!(report.action, "inspect");
     assert!(report.init_started_ms > 0 && report.reported_ms >= report.init_started_ms);
-    assert!(report.modules_loaded > 0, "no modules loaded: {:?}", report.warnings);
+    assert!(
+        report.modules_loaded > 0,
+        "no modules loaded: {:?}",
+        report.warnings
+    );
     assert_eq!(report.disks.len(), 2, "disks: {:#?}", report.disks);
 
-    let src = report.disks.iter().find(|d| d.serial.as_deref() == Some("XR-SOURCE-1")).expect("source disk by serial");
-    let blank = report.disks.iter().find(|d| d.serial.as_deref() == Some("XR-BLANK-2")).expect("blank disk by serial");
+    let src = report
+        .disks
+        .iter()
+        .find(|d| d.serial.as_deref() == Some("XR-SOURCE-1"))
+        .expect("source disk by serial");
+    let blank = report
+        .disks
+        .iter()
+        .find(|d| d.serial.as_deref() == Some("XR-BLANK-2"))
+        .expect("blank disk by serial");
     for d in [src, blank] {
-        assert!(d.name.starts_with(bus.kernel_prefix()), "{} on {bus:?}", d.name);
+        assert!(
+            d.name.starts_with(bus.kernel_prefix()),
+            "{} on {bus:?}",
+            d.name
+        );
         assert_eq!(d.path, format!("/dev/{}", d.name));
         assert_eq!(d.logical_sector_size, 512);
     }
@@ -55,14 +75,20 @@ fn check_inspection(bus: Bus) {
     assert!(!src.blank);
     assert_eq!(src.partitions.len(), 2);
     let p1 = &src.partitions[0];
-    assert_eq!((p1.number, p1.start_lba, p1.size_bytes), (1, images::FIRST_PARTITION_LBA, spec.ext_mib << 20));
+    assert_eq!(
+        (p1.number, p1.start_lba, p1.size_bytes),
+        (1, images::FIRST_PARTITION_LBA, spec.ext_mib << 20)
+    );
     assert_eq!(p1.type_guid.as_deref(), Some(BASIC_DATA));
     assert_eq!(p1.fs_type.as_deref(), Some("ext3"));
     assert_eq!(p1.label.as_deref(), Some(spec.ext_label.as_str()));
     assert_eq!(p1.uuid.as_deref(), Some(spec.ext_uuid.as_str()));
     let p2 = &src.partitions[1];
     assert_eq!(p2.number, 2);
-    assert_eq!(p2.start_lba, images::FIRST_PARTITION_LBA + spec.ext_mib * 2048);
+    assert_eq!(
+        p2.start_lba,
+        images::FIRST_PARTITION_LBA + spec.ext_mib * 2048
+    );
     assert_eq!(p2.size_bytes, spec.swap_mib << 20);
     assert_eq!(p2.type_guid.as_deref(), Some(LINUX_SWAP));
     assert_eq!(p2.fs_type.as_deref(), Some("swap"));
@@ -91,12 +117,24 @@ fn inspects_disks_on_nvme() {
 
 #[test]
 fn bad_rescue_argument_is_reported_and_nothing_is_written() {
-    let (report, _) =
-        boot_two_disks("bad-argument", Bus::Virtio, "rescue.then=explode rescue.colour=blue").unwrap();
+    let (report, _) = boot_two_disks(
+        "bad-argument",
+        Bus::Virtio,
+        "rescue.then=explode rescue.colour=blue",
+    )
+    .unwrap();
     assert!(!report.ok);
     assert_eq!(report.errors.len(), 2, "errors: {:?}", report.errors);
-    assert!(report.errors[0].starts_with("rescue.then=explode: "), "{:?}", report.errors);
-    assert!(report.errors[1].starts_with("rescue.colour=blue: unknown rescue argument"), "{:?}", report.errors);
+    assert!(
+        report.errors[0].starts_with("rescue.then=explode: "),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        report.errors[1].starts_with("rescue.colour=blue: unknown rescue argument"),
+        "{:?}",
+        report.errors
+    );
     // The machine still powered off (boot_two_disks waited for QEMU to exit) and the
     // read-only inspection still describes the disks.
     assert_eq!(report.disks.len(), 2);

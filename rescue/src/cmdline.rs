@@ -17,7 +17,11 @@ pub struct Plan {
 
 impl Default for Plan {
     fn default() -> Self {
-        Plan { action: Action::Inspect, then: Then::Poweroff, quiet: false }
+        Plan {
+            action: Action::Inspect,
+            then: Then::Poweroff,
+            quiet: false,
+        }
     }
 }
 
@@ -76,7 +80,10 @@ impl Plan {
                 self.action = match required(value)? {
                     "inspect" => Action::Inspect,
                     other => {
-                        return Err(format!("unknown action {other:?}: use one of {}", Action::CHOICES))
+                        return Err(format!(
+                            "unknown action {other:?}: use one of {}",
+                            Action::CHOICES
+                        ))
                     }
                 }
             }
@@ -142,7 +149,10 @@ pub fn parse(cmdline: &str) -> Cmdline {
             }
         } else if key.starts_with("rescue.") {
             if let Err(message) = out.plan.apply(key, value) {
-                out.errors.push(ArgError { arg: word.clone(), message });
+                out.errors.push(ArgError {
+                    arg: word.clone(),
+                    message,
+                });
             }
         }
     }

@@ -25,7 +25,10 @@ const NOT_DISKS: &[&str] = &["loop", "ram", "zram", "sr", "fd", "md", "dm-", "nb
 /// virtual devices and empty media.
 pub fn list_disks(sys_block: &Path) -> Vec<BlockDisk> {
     let mut names: Vec<String> = match std::fs::read_dir(sys_block) {
-        Ok(rd) => rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect(),
+        Ok(rd) => rd
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect(),
         Err(_) => return Vec::new(),
     };
     names.retain(|n| !NOT_DISKS.iter().any(|p| n.starts_with(p)));
@@ -64,12 +67,16 @@ fn serial(dir: &Path) -> Option<String> {
     }
     let vpd = std::fs::read(dir.join("device/vpd_pg80")).ok()?;
     let len = usize::from(*vpd.get(3)?);
-    let s = String::from_utf8_lossy(vpd.get(4..4 + len.min(vpd.len().saturating_sub(4)))?).trim().to_string();
+    let s = String::from_utf8_lossy(vpd.get(4..4 + len.min(vpd.len().saturating_sub(4)))?)
+        .trim()
+        .to_string();
     (!s.is_empty()).then_some(s)
 }
 
 fn read_trimmed(path: &Path) -> Option<String> {
-    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
+    std::fs::read_to_string(path)
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// How waiting for block devices ended.
@@ -92,7 +99,10 @@ pub fn wait_for_settle(
 ) -> Settled {
     let start = Instant::now();
     let snapshot = || -> BTreeSet<(String, u64)> {
-        list_disks(sys_block).into_iter().map(|d| (d.name, d.size_bytes)).collect()
+        list_disks(sys_block)
+            .into_iter()
+            .map(|d| (d.name, d.size_bytes))
+            .collect()
     };
     let mut last = snapshot();
     let mut last_change = Instant::now();
@@ -107,10 +117,16 @@ pub fn wait_for_settle(
             last_change = Instant::now();
         }
         if last_change.elapsed() >= quiet {
-            return Settled { waited: start.elapsed(), stable: true };
+            return Settled {
+                waited: start.elapsed(),
+                stable: true,
+            };
         }
         if start.elapsed() >= deadline {
-            return Settled { waited: start.elapsed(), stable: false };
+            return Settled {
+                waited: start.elapsed(),
+                stable: false,
+            };
         }
     }
 }
@@ -129,7 +145,14 @@ mod tests {
                 std::fs::write(p, content).unwrap();
             }
         };
-        mk("vda", &[("size", b"2097152\n"), ("queue/logical_block_size", b"512\n"), ("serial", b"SRC-1\n")]);
+        mk(
+            "vda",
+            &[
+                ("size", b"2097152\n"),
+                ("queue/logical_block_size", b"512\n"),
+                ("serial", b"SRC-1\n"),
+            ],
+        );
         mk(
             "sda",
             &[
@@ -139,7 +162,10 @@ mod tests {
                 ("device/vpd_pg80", b"\x00\x80\x00\x06MIR-02"),
             ],
         );
-        mk("nvme0n1", &[("size", b"8\n"), ("device/serial", b"  NV1  \n")]);
+        mk(
+            "nvme0n1",
+            &[("size", b"8\n"), ("device/serial", b"  NV1  \n")],
+        );
         mk("loop0", &[("size", b"100\n")]);
         mk("sr0", &[("size", b"0\n")]);
         mk("sdb", &[("size", b"0\n"), ("removable", b"1\n")]);
@@ -152,24 +178,51 @@ mod tests {
         let disks = list_disks(&dir);
         let summary: Vec<_> = disks
             .iter()
-            .map(|d| (d.name.as_str(), d.size_bytes, d.logical_sector_size, d.model.as_deref(), d.serial.as_deref()))
+            .map(|d| {
+                (
+                    d.name.as_str(),
+                    d.size_bytes,
+                    d.logical_sector_size,
+                    d.model.as_deref(),
+                    d.serial.as_deref(),
+                )
+            })
             .collect();
         assert_eq!(
             summary,
             vec![
                 ("nvme0n1", 4096, 512, None, Some("NV1")),
-                ("sda", 2147483648, 4096, Some("QEMU HARDDISK"), Some("MIR-02")),
+                (
+                    "sda",
+                    2147483648,
+                    4096,
+                    Some("QEMU HARDDISK"),
+                    Some("MIR-02")
+                ),
                 ("vda", 1073741824, 512, None, Some("SRC-1")),
             ]
         );
-        let settled = wait_for_settle(&dir, Duration::from_millis(50), Duration::from_secs(5), || false);
+        let settled = wait_for_settle(
+            &dir,
+            Duration::from_millis(50),
+            Duration::from_secs(5),
+            || false,
+        );
         assert!(settled.stable);
         let mut ticks = 0;
-        let busy = wait_for_settle(&dir, Duration::from_millis(50), Duration::from_millis(300), || {
-            ticks += 1;
-            true
-        });
-        assert!(!busy.stable && ticks > 3, "a tick that keeps changing things must hit the deadline");
+        let busy = wait_for_settle(
+            &dir,
+            Duration::from_millis(50),
+            Duration::from_millis(300),
+            || {
+                ticks += 1;
+                true
+            },
+        );
+        assert!(
+            !busy.stable && ticks > 3,
+            "a tick that keeps changing things must hit the deadline"
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
@@ -177,9 +230,13 @@ mod tests {
 /// Every device `modalias` under `sys_bus` (normally `/sys/bus`), sorted and deduplicated.
 pub fn modaliases(sys_bus: &Path) -> Vec<String> {
     let mut out = BTreeSet::new();
-    let Ok(buses) = std::fs::read_dir(sys_bus) else { return Vec::new() };
+    let Ok(buses) = std::fs::read_dir(sys_bus) else {
+        return Vec::new();
+    };
     for bus in buses.flatten() {
-        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else { continue };
+        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
         for dev in devs.flatten() {
             if let Some(m) = read_trimmed(&dev.path().join("modalias")).filter(|m| !m.is_empty()) {
                 out.insert(m);

@@ -4,8 +4,8 @@
 
 use crate::cmdline::{self, Plan, Then};
 use crate::devices;
-use crate::kmod;
 use crate::inspect;
+use crate::kmod;
 use crate::report::Report;
 use crate::sys;
 use std::collections::BTreeSet;
@@ -28,7 +28,10 @@ impl Console {
     pub fn open(names: &[String]) -> Console {
         let mut outputs = Vec::new();
         for name in names {
-            if let Ok(f) = OpenOptions::new().write(true).open(Path::new("/dev").join(name)) {
+            if let Ok(f) = OpenOptions::new()
+                .write(true)
+                .open(Path::new("/dev").join(name))
+            {
                 outputs.push(f);
             }
         }
@@ -55,9 +58,14 @@ impl Console {
 /// Runs as PID 1. Never returns.
 pub fn run() -> ! {
     let init_started_ms = sys::boottime_ms();
-    let mut report = Report { init_started_ms, ..Default::default() };
+    let mut report = Report {
+        init_started_ms,
+        ..Default::default()
+    };
     if let Err(e) = sys::mount_early_filesystems() {
-        report.errors.push(format!("early mounts failed ({e}); the kernel needs proc, sysfs and devtmpfs support"));
+        report.errors.push(format!(
+            "early mounts failed ({e}); the kernel needs proc, sysfs and devtmpfs support"
+        ));
     }
     let cmdline_text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let cmdline = cmdline::parse(&cmdline_text);
@@ -66,7 +74,9 @@ pub fn run() -> ! {
     if plan.quiet {
         let _ = sys::set_console_loglevel(1);
     }
-    report.errors.extend(cmdline.errors.iter().map(|e| e.to_string()));
+    report
+        .errors
+        .extend(cmdline.errors.iter().map(|e| e.to_string()));
     report.plan = plan.clone();
     report.action = plan.action.as_str().to_string();
     report.kernel = sys::kernel_release();
@@ -76,7 +86,13 @@ pub fn run() -> ! {
             console.line(line);
         }
     };
-    say(&mut console, &format!("rescue: init started at {init_started_ms} ms, kernel {}", report.kernel));
+    say(
+        &mut console,
+        &format!(
+            "rescue: init started at {init_started_ms} ms, kernel {}",
+            report.kernel
+        ),
+    );
 
     // Catch panics so a bug still yields a report and the requested power action.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -88,7 +104,9 @@ pub fn run() -> ! {
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown panic".into());
-        report.errors.push(format!("internal error (a bug, please report it): {msg}"));
+        report
+            .errors
+            .push(format!("internal error (a bug, please report it): {msg}"));
     }
 
     report.ok = report.errors.is_empty();
@@ -109,9 +127,12 @@ fn boot_and_run(plan: &Plan, report: &mut Report, console: &mut Console) {
     if !plan.quiet {
         console.line("rescue: loading drivers and waiting for disks to settle");
     }
-    let settled = devices::wait_for_settle(Path::new("/sys/block"), SETTLE_QUIET, SETTLE_DEADLINE, || {
-        modules.coldplug()
-    });
+    let settled = devices::wait_for_settle(
+        Path::new("/sys/block"),
+        SETTLE_QUIET,
+        SETTLE_DEADLINE,
+        || modules.coldplug(),
+    );
     report.settle_ms = settled.waited.as_millis() as u64;
     if !settled.stable {
         report.warnings.push(format!(
@@ -162,14 +183,25 @@ pub struct Modules {
 impl Modules {
     pub fn open() -> Modules {
         let mut warnings = Vec::new();
-        let index = match std::fs::read_to_string(kmod::INDEX_PATH).map_err(|e| e.to_string()).and_then(|t| kmod::ModuleIndex::parse(&t)) {
+        let index = match std::fs::read_to_string(kmod::INDEX_PATH)
+            .map_err(|e| e.to_string())
+            .and_then(|t| kmod::ModuleIndex::parse(&t))
+        {
             Ok(i) => i,
             Err(e) => {
-                warnings.push(format!("{}: {e}; no modules will be loaded", kmod::INDEX_PATH));
+                warnings.push(format!(
+                    "{}: {e}; no modules will be loaded",
+                    kmod::INDEX_PATH
+                ));
                 kmod::ModuleIndex::default()
             }
         };
-        Modules { index, loaded: BTreeSet::new(), tried: BTreeSet::new(), warnings }
+        Modules {
+            index,
+            loaded: BTreeSet::new(),
+            tried: BTreeSet::new(),
+            warnings,
+        }
     }
 
     /// Loads drivers for every device present that has none yet (what udev's coldplug
@@ -206,7 +238,11 @@ impl Modules {
 
     /// Makes sure these modules are loaded, e.g. `md_mod` and `raid1` before a conversion.
     pub fn require(&mut self, names: &[&str]) -> Result<(), String> {
-        let missing: Vec<&str> = names.iter().copied().filter(|n| !self.index.contains(n)).collect();
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| !self.index.contains(n))
+            .collect();
         if !missing.is_empty() {
             return Err(format!("modules {} are not in this image: add them to kernel-config/modules.txt and rebuild", missing.join(", ")));
         }
@@ -225,7 +261,9 @@ fn finish(then: Then, console: &mut Console) -> ! {
         Then::Halt => sys::Shutdown::Halt,
     };
     let err = sys::shutdown(how);
-    console.line(&format!("rescue: {then:?} failed ({err}); halting here, power the machine off by hand"));
+    console.line(&format!(
+        "rescue: {then:?} failed ({err}); halting here, power the machine off by hand"
+    ));
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }

@@ -29,13 +29,26 @@ impl ModuleIndex {
                 ["module", name, path, rest @ ..] if rest.len() <= 1 => {
                     let deps = rest
                         .first()
-                        .map(|d| d.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                        .map(|d| {
+                            d.split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(String::from)
+                                .collect()
+                        })
                         .unwrap_or_default();
                     idx.order.push(name.to_string());
-                    idx.modules.insert(name.to_string(), (path.to_string(), deps));
+                    idx.modules
+                        .insert(name.to_string(), (path.to_string(), deps));
                 }
-                ["alias", pattern, name] => idx.aliases.push((pattern.to_string(), name.to_string())),
-                _ => return Err(format!("{INDEX_PATH} line {}: cannot parse {line:?}", n + 1)),
+                ["alias", pattern, name] => {
+                    idx.aliases.push((pattern.to_string(), name.to_string()))
+                }
+                _ => {
+                    return Err(format!(
+                        "{INDEX_PATH} line {}: cannot parse {line:?}",
+                        n + 1
+                    ))
+                }
             }
         }
         for (_, name) in &idx.aliases {
@@ -54,7 +67,10 @@ impl ModuleIndex {
     pub fn matching(&self, modaliases: &[String]) -> BTreeSet<String> {
         let mut out = BTreeSet::new();
         for (pattern, name) in &self.aliases {
-            if modaliases.iter().any(|m| glob_match(pattern.as_bytes(), m.as_bytes())) {
+            if modaliases
+                .iter()
+                .any(|m| glob_match(pattern.as_bytes(), m.as_bytes()))
+            {
                 out.insert(name.clone());
             }
         }
@@ -187,9 +203,15 @@ alias scsi:t-0x00* sd_mod
             "pci:v00001234d00001111sv00001AF4sd00001100bc03sc00i00".to_string(),
         ];
         let wanted = idx.matching(&aliases);
-        assert_eq!(wanted.iter().map(String::as_str).collect::<Vec<_>>(), vec!["ahci", "virtio_blk"]);
+        assert_eq!(
+            wanted.iter().map(String::as_str).collect::<Vec<_>>(),
+            vec!["ahci", "virtio_blk"]
+        );
         let plan: Vec<String> = idx.load_plan(&wanted).into_iter().map(|(n, _)| n).collect();
-        assert_eq!(plan, vec!["scsi_mod", "libata", "libahci", "ahci", "virtio_blk"]);
+        assert_eq!(
+            plan,
+            vec!["scsi_mod", "libata", "libahci", "ahci", "virtio_blk"]
+        );
     }
 
     #[test]
@@ -197,7 +219,10 @@ alias scsi:t-0x00* sd_mod
         assert!(glob_match(b"scsi:t-0x00*", b"scsi:t-0x00"));
         assert!(glob_match(b"a*b*c", b"axxbyyc"));
         assert!(!glob_match(b"a*b*c", b"axxbyy"));
-        assert!(glob_match(b"usb:v*p*d*dc*dsc*dp*ic08isc06ip50in*", b"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00"));
+        assert!(glob_match(
+            b"usb:v*p*d*dc*dsc*dp*ic08isc06ip50in*",
+            b"usb:v46F4p0001d0000dc00dsc00dp00ic08isc06ip50in00"
+        ));
         assert!(glob_match(b"x[0-9]y", b"x5y"));
         assert!(!glob_match(b"x[!0-9]y", b"x5y"));
         assert!(glob_match(b"?", b"z"));

@@ -5,7 +5,10 @@ use rescue::report::Report;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "rescue", about = "Inspect disks and convert XenServer hosts to md RAID1")]
+#[command(
+    name = "rescue",
+    about = "Inspect disks and convert XenServer hosts to md RAID1"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -27,7 +30,10 @@ fn main() -> anyhow::Result<()> {
     }
     match Cli::parse().command {
         Command::Inspect { disks } => {
-            let mut report = Report { action: "inspect".into(), ..Default::default() };
+            let mut report = Report {
+                action: "inspect".into(),
+                ..Default::default()
+            };
             for path in &disks {
                 match rescue::inspect::inspect_path(path) {
                     Ok(d) => report.disks.push(d),

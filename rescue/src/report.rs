@@ -74,12 +74,19 @@ impl Report {
 fn disk_lines(d: &Disk) -> Vec<String> {
     let bytes = crate::units::Bytes(d.size_bytes);
     let mut what = match &d.table {
-        Some(t) => format!("{} table, {} partitions", t.to_uppercase(), d.partitions.len()),
+        Some(t) => format!(
+            "{} table, {} partitions",
+            t.to_uppercase(),
+            d.partitions.len()
+        ),
         None if d.blank => "blank".to_string(),
         None => "no partition table".to_string(),
     };
     if let Some(x) = &d.xenserver {
-        what.push_str(&format!(", XenServer {} install (labels *-{})", x.layout, x.label_suffix));
+        what.push_str(&format!(
+            ", XenServer {} install (labels *-{})",
+            x.layout, x.label_suffix
+        ));
     }
     let ids = [d.model.as_deref(), d.serial.as_deref()]
         .iter()
@@ -87,11 +94,28 @@ fn disk_lines(d: &Disk) -> Vec<String> {
         .copied()
         .collect::<Vec<_>>()
         .join(" ");
-    let mut lines = vec![format!("  {} ({}, {bytes}{}): {what}", d.name, d.path, if ids.is_empty() { String::new() } else { format!(", {ids}") })];
+    let mut lines = vec![format!(
+        "  {} ({}, {bytes}{}): {what}",
+        d.name,
+        d.path,
+        if ids.is_empty() {
+            String::new()
+        } else {
+            format!(", {ids}")
+        }
+    )];
     for p in &d.partitions {
         let fs = p.fs_type.as_deref().unwrap_or("-");
-        let label = p.label.as_deref().map(|l| format!(" label {l}")).unwrap_or_default();
-        let role = p.role.as_deref().map(|r| format!(" [{r}]")).unwrap_or_default();
+        let label = p
+            .label
+            .as_deref()
+            .map(|l| format!(" label {l}"))
+            .unwrap_or_default();
+        let role = p
+            .role
+            .as_deref()
+            .map(|r| format!(" [{r}]"))
+            .unwrap_or_default();
         lines.push(format!(
             "    {:>2}: start {} size {} {fs}{label}{role}",
             p.number,
@@ -117,7 +141,9 @@ mod tests {
         let line = r.machine_line();
         assert!(!line.contains('\n'));
         let log = format!("noise\n[    1.0] kernel says hi\n{line}\nmore\n");
-        let back = Report::find_in(&log).expect("marker found").expect("valid json");
+        let back = Report::find_in(&log)
+            .expect("marker found")
+            .expect("valid json");
         assert_eq!(back, r);
     }
 

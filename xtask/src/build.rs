@@ -64,8 +64,15 @@ pub fn run(sh: &Shell, args: &BuildArgs) -> anyhow::Result<Built> {
 
 /// Builds the release `rescue` binary for the static target.
 pub fn build_init(sh: &Shell) -> anyhow::Result<PathBuf> {
-    cmd!(sh, "cargo build --release --locked -p rescue --target {INIT_TARGET}").run()?;
-    Ok(crate::project_root().join("target").join(INIT_TARGET).join("release/rescue"))
+    cmd!(
+        sh,
+        "cargo build --release --locked -p rescue --target {INIT_TARGET}"
+    )
+    .run()?;
+    Ok(crate::project_root()
+        .join("target")
+        .join(INIT_TARGET)
+        .join("release/rescue"))
 }
 
 fn assemble(kernel: &Kernel, init_path: &Path) -> anyhow::Result<Built> {
@@ -97,7 +104,10 @@ fn assemble(kernel: &Kernel, init_path: &Path) -> anyhow::Result<Built> {
         modules: image.modules.iter().map(|m| m.name.clone()).collect(),
         builtin_modules: image.builtin.clone(),
     };
-    std::fs::write(dir.join("manifest.json"), serde_json::to_string_pretty(&manifest)? + "\n")?;
+    std::fs::write(
+        dir.join("manifest.json"),
+        serde_json::to_string_pretty(&manifest)? + "\n",
+    )?;
     eprintln!(
         "xtask: built {} ({} bytes), {} ({} bytes, {} modules), kernel {}",
         vmlinuz.display(),
@@ -107,15 +117,27 @@ fn assemble(kernel: &Kernel, init_path: &Path) -> anyhow::Result<Built> {
         manifest.modules.len(),
         kernel.version
     );
-    Ok(Built { dir, vmlinuz, initramfs: initramfs_path, manifest })
+    Ok(Built {
+        dir,
+        vmlinuz,
+        initramfs: initramfs_path,
+        manifest,
+    })
 }
 
 fn entry(path: &str, bytes: &[u8]) -> FileEntry {
-    FileEntry { path: path.into(), bytes: bytes.len() as u64, sha256: sha256_hex(bytes) }
+    FileEntry {
+        path: path.into(),
+        bytes: bytes.len() as u64,
+        sha256: sha256_hex(bytes),
+    }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Leaves the file (and its mtime) alone when the content is the same.

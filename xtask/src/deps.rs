@@ -5,7 +5,11 @@ use anyhow::bail;
 use xshell::{cmd, Shell};
 
 /// (command, Debian package) needed to build the image.
-pub const BUILD: &[(&str, &str)] = &[("apt-get", "apt"), ("dpkg-deb", "dpkg"), ("rustup", "rustup")];
+pub const BUILD: &[(&str, &str)] = &[
+    ("apt-get", "apt"),
+    ("dpkg-deb", "dpkg"),
+    ("rustup", "rustup"),
+];
 
 /// (command, Debian package) needed by the test suite and benchmarks.
 pub const TEST: &[(&str, &str)] = &[
@@ -34,7 +38,12 @@ pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> any
         .iter()
         .filter(|(bin, _)| which(bin).is_none())
         .map(|(_, pkg)| *pkg)
-        .chain(files.iter().filter(|(f, _)| !std::path::Path::new(f).exists()).map(|(_, pkg)| *pkg))
+        .chain(
+            files
+                .iter()
+                .filter(|(f, _)| !std::path::Path::new(f).exists())
+                .map(|(_, pkg)| *pkg),
+        )
         .collect();
     missing.sort();
     missing.dedup();
@@ -48,12 +57,25 @@ pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> any
             missing.join(" ")
         );
     }
-    eprintln!("xtask: installing missing Debian packages: {}", missing.join(" "));
+    eprintln!(
+        "xtask: installing missing Debian packages: {}",
+        missing.join(" ")
+    );
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
     let pkgs = &missing;
-    if cmd!(sh, "apt-get install -y -q --no-install-recommends {pkgs...}").run().is_err() {
+    if cmd!(
+        sh,
+        "apt-get install -y -q --no-install-recommends {pkgs...}"
+    )
+    .run()
+    .is_err()
+    {
         cmd!(sh, "apt-get update -q").run()?;
-        cmd!(sh, "apt-get install -y -q --no-install-recommends {missing...}").run()?;
+        cmd!(
+            sh,
+            "apt-get install -y -q --no-install-recommends {missing...}"
+        )
+        .run()?;
     }
     Ok(())
 }
@@ -61,7 +83,10 @@ pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> any
 /// Makes sure the static-init target is installed.
 pub fn ensure_musl_target(sh: &Shell) -> anyhow::Result<()> {
     let installed = cmd!(sh, "rustup target list --installed").read()?;
-    if !installed.lines().any(|l| l.trim() == crate::build::INIT_TARGET) {
+    if !installed
+        .lines()
+        .any(|l| l.trim() == crate::build::INIT_TARGET)
+    {
         let target = crate::build::INIT_TARGET;
         eprintln!("xtask: adding the Rust target {target}");
         cmd!(sh, "rustup target add {target}").run()?;
@@ -81,6 +106,10 @@ fn rustix_is_root() -> bool {
     // Avoid a libc dependency for one getuid(): /proc/self/status has it.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }

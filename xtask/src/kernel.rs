@@ -17,7 +17,9 @@ pub struct Kernel {
 }
 
 pub fn cache_root() -> PathBuf {
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into());
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into());
     home.join(".cache/xenraid")
 }
 
@@ -45,7 +47,11 @@ pub fn debian(sh: &Shell) -> anyhow::Result<Kernel> {
         let _ = std::fs::remove_dir_all(&tmp);
         sh.create_dir(&tmp)?;
         let _cd = sh.push_dir(&tmp);
-        cmd!(sh, "apt-get -o APT::Sandbox::User=root download {pkg}={version}").run()?;
+        cmd!(
+            sh,
+            "apt-get -o APT::Sandbox::User=root download {pkg}={version}"
+        )
+        .run()?;
         let deb = sh
             .read_dir(&tmp)?
             .into_iter()
@@ -72,20 +78,36 @@ fn from_tree(root: &Path) -> anyhow::Result<Kernel> {
         .collect();
     versions.sort();
     let [modules_dir] = versions.as_slice() else {
-        bail!("expected exactly one kernel version in {}, found {}", modules_parent.display(), versions.len());
+        bail!(
+            "expected exactly one kernel version in {}, found {}",
+            modules_parent.display(),
+            versions.len()
+        );
     };
-    let version = modules_dir.file_name().unwrap().to_string_lossy().into_owned();
+    let version = modules_dir
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
     let vmlinuz = root.join("boot").join(format!("vmlinuz-{version}"));
     if !vmlinuz.is_file() {
         bail!("{} missing in the kernel package", vmlinuz.display());
     }
-    Ok(Kernel { vmlinuz, modules_dir: modules_dir.clone(), version, source: String::new() })
+    Ok(Kernel {
+        vmlinuz,
+        modules_dir: modules_dir.clone(),
+        version,
+        source: String::new(),
+    })
 }
 
 /// An operator's own kernel: `--kernel PATH --modules DIR` (DIR is `lib/modules/<version>`).
 pub fn custom(vmlinuz: &Path, modules_dir: &Path) -> anyhow::Result<Kernel> {
     if !vmlinuz.is_file() {
-        bail!("--kernel {}: no such file; give the path to a bzImage/vmlinuz", vmlinuz.display());
+        bail!(
+            "--kernel {}: no such file; give the path to a bzImage/vmlinuz",
+            vmlinuz.display()
+        );
     }
     if !modules_dir.join("modules.builtin").is_file() && !modules_dir.join("kernel").is_dir() {
         bail!(
@@ -98,5 +120,10 @@ pub fn custom(vmlinuz: &Path, modules_dir: &Path) -> anyhow::Result<Kernel> {
         .context("--modules needs a directory named after the kernel version")?
         .to_string_lossy()
         .into_owned();
-    Ok(Kernel { vmlinuz: vmlinuz.into(), modules_dir: modules_dir.into(), version, source: "custom".into() })
+    Ok(Kernel {
+        vmlinuz: vmlinuz.into(),
+        modules_dir: modules_dir.into(),
+        version,
+        source: "custom".into(),
+    })
 }

@@ -44,13 +44,20 @@ fn main() -> anyhow::Result<()> {
         Verb::Bench { what } => match what.as_deref() {
             None | Some("boot") => bench::boot::run(&sh),
             Some("clone") => bench::clone::run(&sh),
-            Some(other) => anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot` or `clone`"),
+            Some(other) => {
+                anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot` or `clone`")
+            }
         },
-        Verb::Fixture { name } => fixture::run(&sh, &name).map(|path| println!("{}", path.display())),
+        Verb::Fixture { name } => {
+            fixture::run(&sh, &name).map(|path| println!("{}", path.display()))
+        }
     }
 }
 
 /// The workspace root (the parent of `xtask/`).
 pub fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }

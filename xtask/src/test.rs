@@ -15,7 +15,10 @@ pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
     crate::deps::ensure(sh, crate::deps::TEST, crate::deps::TEST_FILES)?;
     let built = crate::build::run(sh, &Default::default())?;
     let _image = sh.push_env("XENRAID_IMAGE_DIR", &built.dir);
-    let _scope = sh.push_env("XENRAID_E2E", if scope == Scope::Full { "full" } else { "ci" });
+    let _scope = sh.push_env(
+        "XENRAID_E2E",
+        if scope == Scope::Full { "full" } else { "ci" },
+    );
     // QEMU guests under TCG are CPU-bound: two at a time.
     let _threads = sh.push_env("RUST_TEST_THREADS", "2");
     cmd!(sh, "cargo test --workspace --locked --all-targets").run()?;

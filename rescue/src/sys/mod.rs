@@ -34,7 +34,13 @@ pub fn mount_early_filesystems() -> io::Result<()> {
 }
 
 /// Mounts a filesystem, creating the mount point.
-pub fn mount(source: &Path, target: &Path, fstype: &str, read_only: bool, data: &str) -> io::Result<()> {
+pub fn mount(
+    source: &Path,
+    target: &Path,
+    fstype: &str,
+    read_only: bool,
+    data: &str,
+) -> io::Result<()> {
     use rustix::mount::MountFlags;
     std::fs::create_dir_all(target)?;
     let mut flags = MountFlags::NOSUID | MountFlags::NODEV;
@@ -104,7 +110,10 @@ pub fn shutdown(how: Shutdown) -> io::Error {
 
 /// The running kernel's release (`uname -r`).
 pub fn kernel_release() -> String {
-    rustix::system::uname().release().to_string_lossy().into_owned()
+    rustix::system::uname()
+        .release()
+        .to_string_lossy()
+        .into_owned()
 }
 
 pub fn getpid_is_init() -> bool {

@@ -6,13 +6,27 @@ use xshell::Shell;
 pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let built = crate::build::run(sh, &Default::default())?;
     let m = &built.manifest;
-    println!("initramfs.cpio.gz      {:>10} bytes ({:.2} MiB), {} modules", m.initramfs.bytes, mib(m.initramfs.bytes), m.modules.len());
-    println!("init (rescue, static)  {:>10} bytes ({:.2} MiB)", m.init_bytes, mib(m.init_bytes));
-    println!("vmlinuz                {:>10} bytes ({:.2} MiB)", m.vmlinuz.bytes, mib(m.vmlinuz.bytes));
+    println!(
+        "initramfs.cpio.gz      {:>10} bytes ({:.2} MiB), {} modules",
+        m.initramfs.bytes,
+        mib(m.initramfs.bytes),
+        m.modules.len()
+    );
+    println!(
+        "init (rescue, static)  {:>10} bytes ({:.2} MiB)",
+        m.init_bytes,
+        mib(m.init_bytes)
+    );
+    println!(
+        "vmlinuz                {:>10} bytes ({:.2} MiB)",
+        m.vmlinuz.bytes,
+        mib(m.vmlinuz.bytes)
+    );
     let runs = 3;
     let mut own = Vec::new();
     for i in 0..runs {
-        let dir = std::env::temp_dir().join(format!("xenraid-bench-boot-{}-{i}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("xenraid-bench-boot-{}-{i}", std::process::id()));
         let report = qemu_tests::bench_inspect_boot(&built.vmlinuz, &built.initramfs, &dir)?;
         let _ = std::fs::remove_dir_all(&dir);
         println!(
@@ -26,7 +40,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         own.push(report.reported_ms - report.init_started_ms);
     }
     own.sort();
-    println!("init's own time, median of {runs}: {} ms (min {}, max {})", own[runs / 2], own[0], own[runs - 1]);
+    println!(
+        "init's own time, median of {runs}: {} ms (min {}, max {})",
+        own[runs / 2],
+        own[0],
+        own[runs - 1]
+    );
     Ok(())
 }
 
