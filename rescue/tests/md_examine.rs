@@ -326,3 +326,81 @@ fn v0_90_examined_by_mdadm() {
         check_v090(bytes, true);
     }
 }
+
+/// 1.2 data offsets mdadm 4.2 would choose (worked out from `validate_geometry1`), as
+/// mdadm reads them back from large sparse members.
+#[test]
+fn v1_2_large_sparse_members() {
+    for (bytes, data_offset) in [(20u64 << 30, 34816u64), (2 << 40, 264192)] {
+        let dir = TempDir::new(&format!("large-{bytes}"));
+        let degraded = spec(vec![Some(Role::Active(0)), None], false);
+        let (geo, m, text, _) = write_and_examine(
+            &dir,
+            "a.img",
+            bytes,
+            MetadataVersion::V1_2,
+            true,
+            &degraded,
+            0,
+        );
+        assert_eq!(geo.data_offset.0, data_offset);
+        assert_eq!(num(&m["Data Offset"]), data_offset, "{text}");
+        assert_eq!(
+            num(&m["Avail Dev Size"]),
+            bytes / 512 - data_offset,
+            "{text}"
+        );
+        assert_eq!(m["Internal Bitmap"], "8 sectors from superblock", "{text}");
+        assert!(m["Checksum"].ends_with("- correct"), "{text}");
+    }
+}
+
+/// A degraded member later given its partner: mdadm sees both slots active, the new
+/// event count, a clean state and a correct checksum.
+#[test]
+fn updates_are_accepted_by_mdadm() {
+    use rescue::formats::md::{update, Update};
+    for version in [
+        MetadataVersion::V0_90,
+        MetadataVersion::V1_0,
+        MetadataVersion::V1_2,
+    ] {
+        let dir = TempDir::new(&format!("update-{version}"));
+        let bytes = 100 * MIB;
+        let degraded = spec(vec![Some(Role::Active(0)), None], false);
+        let (_, before, _, _) =
+            write_and_examine(&dir, "a.img", bytes, version, true, &degraded, 0);
+        assert_eq!(before["Events"], "7");
+        let path = dir.0.join("a.img");
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let sb = update(
+            &mut f,
+            Sectors(bytes / 512),
+            &[
+                Update::Role {
+                    dev_number: 1,
+                    role: Some(Role::Active(1)),
+                },
+                Update::BumpEvents,
+                Update::Clean(true),
+            ],
+        )
+        .unwrap();
+        drop(f);
+        assert_eq!(sb.events, 8);
+        let (m, text) = examine(&path);
+        assert!(m["Checksum"].ends_with("- correct"), "{version}\n{text}");
+        assert_eq!(m["Events"], "8", "{text}");
+        assert_eq!(m["State"], "clean", "{text}");
+        if version == MetadataVersion::V0_90 {
+            assert_eq!(m["Active Devices"], "2", "{text}");
+            assert_eq!(m["Failed Devices"], "0", "{text}");
+        } else {
+            assert!(m["Array State"].starts_with("AA "), "{text}");
+        }
+    }
+}

@@ -337,6 +337,47 @@ mod tests {
         }
     }
 
+    /// Members made by real mdadm, from `mdadm --examine` outputs posted publicly: a
+    /// 500 MiB 1.0 /boot mirror with bitmap ("Avail Dev Size : 1023968", "Used Dev Size :
+    /// 1023872", "Super Offset : 1023984", "Internal Bitmap : -16"), a 1.0 member of
+    /// 488821424 sectors in an array of 488636416 (Avail 488821392, bitmap -16), the
+    /// same array's larger member created before its bitmap was added (Avail 845151976 at
+    /// super offset 845152240), and a 1.2 RAID1 member with bitmap (Avail 5850626976, Used
+    /// 5850626944, Data Offset 264192, bad-block log at +24).
+    #[test]
+    fn matches_members_made_by_real_mdadm() {
+        let g = geometry(MetadataVersion::V1_0, Sectors(1_024_000), true).unwrap();
+        assert_eq!(
+            (g.super_offset.0, g.data_size.0, g.array_size.0),
+            (1_023_984, 1_023_968, 1_023_872)
+        );
+        assert_eq!(g.bitmap.unwrap().offset, -16);
+        assert_eq!(g.bad_block_log.unwrap().offset, -8);
+
+        let size = Some(Sectors(488_636_416));
+        let g =
+            geometry_with_size(MetadataVersion::V1_0, Sectors(488_821_424), size, true).unwrap();
+        assert_eq!(
+            (g.super_offset.0, g.data_size.0),
+            (488_821_408, 488_821_392)
+        );
+        assert_eq!(g.bitmap.unwrap().offset, -16);
+        let g =
+            geometry_with_size(MetadataVersion::V1_0, Sectors(845_152_256), size, false).unwrap();
+        assert_eq!(
+            (g.super_offset.0, g.data_size.0),
+            (845_152_240, 845_151_976)
+        );
+
+        let g = geometry(MetadataVersion::V1_2, Sectors(5_850_891_168), true).unwrap();
+        assert_eq!(
+            (g.data_offset.0, g.data_size.0, g.array_size.0),
+            (264_192, 5_850_626_976, 5_850_626_944)
+        );
+        assert_eq!(g.bitmap.unwrap().offset, 8);
+        assert_eq!(g.bad_block_log.unwrap().offset, 24);
+    }
+
     #[test]
     fn v1_0_superblock_is_4k_aligned_8_to_12k_from_end() {
         for size in [24_000u64, 20480, 204_799, 6_291_456 + 5] {
