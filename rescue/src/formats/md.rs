@@ -1,1 +1,0 @@
-//! TODO(md): being written.
