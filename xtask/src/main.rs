@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod delivery;
 mod deps;
 mod fixture;
 mod kernel;
@@ -29,6 +30,10 @@ enum Verb {
     E2e,
     /// Performance figures: `boot` (default) or `clone`.
     Bench { what: Option<String> },
+    /// PXE bundle in target/rescue/pxe/ (pxelinux, iPXE and GRUB netboot examples).
+    Pxe,
+    /// BIOS+UEFI USB stick image target/rescue/rescue-usb.img.
+    Usb,
     /// Build (or fetch from cache) a XenServer-like fixture image: `xs7`, `xs7-nosr`, `xs6`.
     Fixture { name: String },
 }
@@ -48,6 +53,8 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot` or `clone`")
             }
         },
+        Verb::Pxe => delivery::pxe::run(&sh).map(|p| println!("{}", p.display())),
+        Verb::Usb => delivery::usb::run(&sh).map(|p| println!("{}", p.display())),
         Verb::Fixture { name } => {
             fixture::run(&sh, &name).map(|path| println!("{}", path.display()))
         }
