@@ -236,10 +236,11 @@ pub fn inspect<R: Read + Seek>(
         ranges.push((start.0, p.size_bytes));
         p.content = identify::probe(r, start, Bytes(p.size_bytes)).map_err(io_err(path))?;
         if let Some(Content::MdMember { data_offset, .. }) = &p.content {
-            let inner_size = Bytes(p.size_bytes.saturating_sub(*data_offset));
-            let inner = identify::probe_plain(r, Bytes(start.0 + data_offset), inner_size)
-                .map_err(io_err(path))?;
-            p.inner = inner;
+            if *data_offset < p.size_bytes {
+                let inner_size = Bytes(p.size_bytes - data_offset);
+                p.inner = identify::probe_plain(r, Bytes(start.0 + data_offset), inner_size)
+                    .map_err(io_err(path))?;
+            }
         }
         (p.fs_type, p.label, p.uuid) = summary(p.content.as_ref());
     }
@@ -423,6 +424,19 @@ mod identify {
         }
     }
 
+    /// [`read_at`] at `base + rel`; an offset past `u64::MAX` is simply out of range.
+    fn read_rel<R: Read + Seek>(
+        r: &mut R,
+        base: u64,
+        rel: u64,
+        buf: &mut [u8],
+    ) -> io::Result<bool> {
+        match base.checked_add(rel) {
+            Some(offset) => read_at(r, offset, buf),
+            None => Ok(false),
+        }
+    }
+
     fn le16(b: &[u8], o: usize) -> u16 {
         u16::from_le_bytes([b[o], b[o + 1]])
     }
@@ -491,7 +505,7 @@ mod identify {
     /// ext2/3/4 superblock at +1024; version by feature flags as blkid decides it.
     pub(super) fn ext<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
         let mut sb = [0u8; 256];
-        if !read_at(r, start.0 + 1024, &mut sb)? || le16(&sb, 0x38) != 0xEF53 {
+        if !read_rel(r, start.0, 1024, &mut sb)? || le16(&sb, 0x38) != 0xEF53 {
             return Ok(None);
         }
         let compat = le32(&sb, 0x5C);
@@ -523,12 +537,12 @@ mod identify {
     pub(super) fn swap<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
         for page in [4096u64, 8192, 16384, 65536] {
             let mut magic = [0u8; 10];
-            if !read_at(r, start.0 + page - 10, &mut magic)? {
+            if !read_rel(r, start.0, page - 10, &mut magic)? {
                 return Ok(None);
             }
             if &magic == b"SWAPSPACE2" {
                 let mut h = [0u8; 44];
-                read_at(r, start.0 + 1024, &mut h)?;
+                read_rel(r, start.0, 1024, &mut h)?;
                 let uuid = &h[12..28];
                 let uuid = (uuid.iter().any(|b| *b != 0)).then(|| uuid_text(uuid));
                 return Ok(Some(Content::Swap {
@@ -578,7 +592,7 @@ mod identify {
         if sectors >= 128 {
             let at = (sectors & !127) - 128;
             let mut sb = [0u8; 4096];
-            if read_at(r, start.0 + at * 512, &mut sb)?
+            if read_rel(r, start.0, at * 512, &mut sb)?
                 && le32(&sb, 0) == MD_MAGIC
                 && le32(&sb, 4) == 0
                 && le32(&sb, 8) == 90
@@ -608,7 +622,7 @@ mod identify {
         minor: &str,
     ) -> io::Result<Option<Content>> {
         let mut sb = [0u8; 256];
-        if !read_at(r, start.0 + at_sector * 512, &mut sb)?
+        if !read_rel(r, start.0, at_sector * 512, &mut sb)?
             || le32(&sb, 0) != MD_MAGIC
             || le32(&sb, 4) != 1
         {
@@ -706,13 +720,19 @@ mod identify {
         if off < 512 || off >= mda_size || size == 0 || size > 16 << 20 {
             return Ok(None);
         }
+        let Some(area) = pv_start
+            .checked_add(mda_off)
+            .filter(|a| a.checked_add(mda_size).is_some())
+        else {
+            return Ok(None);
+        };
         let mut buf = vec![0u8; size as usize];
         // The text may wrap around the ring buffer back to just after the header.
         let first = size.min(mda_size - off);
-        if !read_at(r, pv_start + mda_off + off, &mut buf[..first as usize])? {
+        if !read_at(r, area + off, &mut buf[..first as usize])? {
             return Ok(None);
         }
-        if first < size && !read_at(r, pv_start + mda_off + 512, &mut buf[first as usize..])? {
+        if first < size && !read_at(r, area + 512, &mut buf[first as usize..])? {
             return Ok(None);
         }
         let text = String::from_utf8_lossy(&buf);

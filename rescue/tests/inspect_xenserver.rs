@@ -432,3 +432,35 @@ fn mbr_table_with_logical_partitions() {
     assert_eq!(disk.partitions[0].attributes, 1 << 2, "bootable flag");
     insta::assert_json_snapshot!(disk);
 }
+
+/// XCP-ng's own software RAID: md 1.0 on the whole disk, the GPT inside the array. The
+/// disk shows the array's GPT at the start and the md superblock at its very end.
+#[test]
+fn whole_disk_md_with_table_inside() {
+    let dir = TempDir::new("xcpng-md");
+    let img = dir.path("md127.img");
+    let disk_size = 224 * MIB + 128 * 1024;
+    // The array is smaller than the disk by the room md 1.0 keeps at the end.
+    xs7_gpt(&img, 224 * MIB, "ef02", true);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&img)
+        .unwrap()
+        .set_len(disk_size)
+        .unwrap();
+    md1_superblock(&img, 0, disk_size, 0, [0x77; 16], "localhost:127");
+    let disk = inspect_image(&img, 512);
+    assert_eq!(disk.table.as_deref(), Some("gpt"));
+    assert_eq!(disk.partitions.len(), 6);
+    assert_eq!(
+        disk.whole_disk,
+        Some(Content::MdMember {
+            metadata: "1.0".into(),
+            array_uuid: "77777777:77777777:77777777:77777777".into(),
+            name: Some("localhost:127".into()),
+            data_offset: 0,
+        })
+    );
+    let lo = Loop::new(&img, 0, disk_size);
+    assert!(run("mdadm", &["--examine", &lo.0]).contains("77777777:77777777:77777777:77777777"));
+}
