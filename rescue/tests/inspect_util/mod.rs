@@ -257,7 +257,12 @@ pub fn pv_at(img: &Path, pv_uuid: &str, vg: &str, offset: u64, size: u64) {
             &lo.0,
         ],
     );
-    run("vgcreate", &["--devices", &lo.0, vg, &lo.0]);
+    // No copies of the test VG's metadata in the host's /etc/lvm/{backup,archive}.
+    let no_backup = "backup { backup = 0 archive = 0 }";
+    run(
+        "vgcreate",
+        &["--devices", &lo.0, "--config", no_backup, vg, &lo.0],
+    );
 }
 
 fn md_csum(sb: &[u8]) -> u32 {
