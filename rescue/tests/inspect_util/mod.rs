@@ -162,9 +162,24 @@ pub fn blkid_range(
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let get = |k: &str| {
         text.lines()
-            .find_map(|l| l.strip_prefix(&format!("{k}=")).map(str::to_string))
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .map(unescape)
     };
     (get("TYPE"), get("LABEL"), get("UUID"))
+}
+
+/// Undoes `blkid -o export` quoting (a backslash before special characters).
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        out.push(if c == '\\' {
+            chars.next().unwrap_or(c)
+        } else {
+            c
+        });
+    }
+    out
 }
 
 /// ext3/ext4 made by mke2fs inside the image at `offset`, no loop device needed.
