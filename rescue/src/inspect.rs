@@ -27,7 +27,9 @@ pub struct Disk {
     pub disk_guid: Option<String>,
     pub partitions: Vec<Partition>,
     /// Signature found on the whole disk when it has no partition table (md member on a
-    /// whole disk, a filesystem without a table, ...).
+    /// whole disk, a filesystem without a table, ...). With a table, only an md superblock
+    /// at the disk's end outside every partition (XCP-ng's whole-disk RAID, the table
+    /// lives inside the array).
     pub whole_disk: Option<Content>,
     /// True when no partition table and no known signature was found at either end.
     pub blank: bool,
