@@ -4,7 +4,11 @@
 //! The same code runs on image files (host CLI, tests) and on block devices (PID 1).
 //! It never writes: every entry point takes `Read + Seek`.
 
+use crate::formats::{gpt, mbr};
+use crate::units::{Bytes, Lba};
 use serde::{Deserialize, Serialize};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::Path;
 
 /// One disk as reported in `RESCUE-REPORT.disks[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -23,12 +27,17 @@ pub struct Disk {
     pub disk_guid: Option<String>,
     pub partitions: Vec<Partition>,
     /// Signature found on the whole disk when it has no partition table (md member on a
-    /// whole disk, a filesystem without a table, ...).
+    /// whole disk, a filesystem without a table, ...). With a table, only an md superblock
+    /// at the disk's end outside every partition (XCP-ng's whole-disk RAID, the table
+    /// lives inside the array).
     pub whole_disk: Option<Content>,
     /// True when no partition table and no known signature was found at either end.
     pub blank: bool,
     /// Set when the disk looks like a XenServer install.
     pub xenserver: Option<XenServer>,
+    /// Damage found while reading (e.g. a GPT with bad CRCs), in words for the operator.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// One partition in `disks[].partitions[]`.
@@ -53,6 +62,10 @@ pub struct Partition {
     pub content: Option<Content>,
     /// Role in a XenServer layout: `root`, `backup`, `logs`, `swap`, `boot`, `sr`.
     pub role: Option<String>,
+    /// For an md member: what its data area holds (the filesystem or PV inside the array,
+    /// readable in place because md RAID1 does not transform data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inner: Option<Content>,
 }
 
 /// What a signature scan found at the start (or end) of a block range.
@@ -76,6 +89,9 @@ pub enum Content {
         metadata: String,
         array_uuid: String,
         name: Option<String>,
+        /// Where the array's data starts on this member, in bytes.
+        #[serde(default)]
+        data_offset: u64,
     },
     LvmPv {
         pv_uuid: String,
@@ -92,23 +108,640 @@ pub struct XenServer {
     pub label_suffix: String,
     /// True when a local SR partition (LVM PV) is present.
     pub has_local_sr: bool,
+    /// True when root already sits on an md member (a converted host).
+    #[serde(default)]
+    pub on_md: bool,
 }
 
-// PLACEHOLDER(lead): replaced by the inspect branch.
 #[derive(Debug, thiserror::Error)]
-#[error("inspect not written yet")]
-pub struct InspectError;
-
-pub fn inspect<R: std::io::Read + std::io::Seek>(
-    _r: &mut R,
-    _name: &str,
-    _path: &str,
-    _size: crate::units::Bytes,
-    _sector: u32,
-) -> Result<Disk, InspectError> {
-    Err(InspectError)
+pub enum InspectError {
+    #[error("cannot read {path}: {source}; check that the disk or image exists and is readable")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("unsupported logical sector size {0}: only 512 and 4096 are supported")]
+    BadSectorSize(u32),
 }
 
-pub fn inspect_path(_p: &std::path::Path) -> Result<Disk, InspectError> {
-    Err(InspectError)
+fn io_err(path: &str) -> impl FnOnce(io::Error) -> InspectError + '_ {
+    move |source| InspectError::Io {
+        path: path.to_string(),
+        source,
+    }
+}
+
+/// Inspects an image file or a block device opened read-only. The sector size is 512
+/// unless a GPT header sits at 4096 bytes. Model and serial stay `None`.
+pub fn inspect_path(path: &Path) -> Result<Disk, InspectError> {
+    let shown = path.display().to_string();
+    let mut f = std::fs::File::open(path).map_err(io_err(&shown))?;
+    let size = f.seek(SeekFrom::End(0)).map_err(io_err(&shown))?;
+    let ss = match gpt::detect_sector_size(&mut f) {
+        Ok(Some(4096)) => 4096,
+        Ok(_) => 512,
+        Err(gpt::GptError::Io(e)) => return Err(io_err(&shown)(e)),
+        Err(_) => 512,
+    };
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| shown.clone());
+    inspect(&mut f, &name, &shown, Bytes(size), ss)
+}
+
+/// Inspects one disk: partition table, content of each partition, whole-disk signatures,
+/// XenServer layout. Model and serial are left `None` for the caller to fill from sysfs.
+pub fn inspect<R: Read + Seek>(
+    r: &mut R,
+    name: &str,
+    path: &str,
+    size: Bytes,
+    logical_sector_size: u32,
+) -> Result<Disk, InspectError> {
+    if !matches!(logical_sector_size, 512 | 4096) {
+        return Err(InspectError::BadSectorSize(logical_sector_size));
+    }
+    let err = io_err(path);
+    let ss = u64::from(logical_sector_size);
+    let mut disk = Disk {
+        name: name.to_string(),
+        path: path.to_string(),
+        size_bytes: size.0,
+        logical_sector_size,
+        ..Disk::default()
+    };
+    // (start, size) of each partition, to keep whole-disk probes out of them.
+    let mut ranges: Vec<(u64, u64)> = Vec::new();
+    match gpt::read(r, Some(logical_sector_size)) {
+        Ok(t) => {
+            disk.table = Some("gpt".into());
+            disk.disk_guid = Some(t.disk_guid.to_string());
+            if t.header_source == gpt::HeaderSource::Backup {
+                disk.problems.push(
+                    "primary GPT header is damaged; read the backup header at the end of the disk"
+                        .into(),
+                );
+            }
+            for p in &t.partitions {
+                disk.partitions.push(Partition {
+                    number: p.number,
+                    start_lba: p.first_lba.0,
+                    size_bytes: p.size_bytes(logical_sector_size).0,
+                    type_guid: Some(p.type_guid.to_string()),
+                    name: Some(p.name.clone()),
+                    attributes: p.attributes,
+                    ..Partition::default()
+                });
+            }
+        }
+        Err(gpt::GptError::NotFound) => {}
+        Err(gpt::GptError::Io(e)) => return Err(err(e)),
+        Err(other) => disk.problems.push(other.to_string()),
+    }
+    let at_zero = identify::probe(r, Bytes(0), size).map_err(io_err(path))?;
+    if disk.table.is_none()
+        && disk.problems.is_empty()
+        && !matches!(at_zero, Some(Content::Vfat { .. }))
+    {
+        match mbr::read(r, logical_sector_size) {
+            Ok(m) if !m.is_protective() && !m.partitions.is_empty() => {
+                disk.table = Some("mbr".into());
+                for p in m.partitions.iter().filter(|p| !p.is_extended()) {
+                    disk.partitions.push(Partition {
+                        number: p.number,
+                        start_lba: p.start_lba.0,
+                        size_bytes: p.size_bytes(logical_sector_size).0,
+                        mbr_type: Some(p.type_byte),
+                        // Same meaning as GPT bit 2, so the report has one place to look.
+                        attributes: if p.active {
+                            1 << gpt::ATTR_LEGACY_BIOS_BOOTABLE
+                        } else {
+                            0
+                        },
+                        ..Partition::default()
+                    });
+                }
+            }
+            Ok(m) if m.is_protective() => {
+                if disk.problems.is_empty() {
+                    disk.problems.push("protective MBR (type 0xEE) found but no GPT header at either end: the GPT was wiped or the sector size is wrong".into());
+                }
+            }
+            Ok(_) | Err(mbr::MbrError::NoSignature) => {}
+            Err(mbr::MbrError::Io(e)) => return Err(err(e)),
+        }
+    }
+    for p in &mut disk.partitions {
+        let start = Lba(p.start_lba).bytes(ss);
+        ranges.push((start.0, p.size_bytes));
+        p.content = identify::probe(r, start, Bytes(p.size_bytes)).map_err(io_err(path))?;
+        if let Some(Content::MdMember { data_offset, .. }) = &p.content {
+            if *data_offset < p.size_bytes {
+                let inner_size = Bytes(p.size_bytes - data_offset);
+                p.inner = identify::probe_plain(r, Bytes(start.0 + data_offset), inner_size)
+                    .map_err(io_err(path))?;
+            }
+        }
+        (p.fs_type, p.label, p.uuid) = summary(p.content.as_ref());
+    }
+    if disk.table.is_none() {
+        disk.whole_disk = at_zero;
+    } else if let Some((offset, c)) =
+        identify::md_at_end(r, Bytes(0), size).map_err(io_err(path))?
+    {
+        // An md superblock at the disk's end outside every partition: a whole-disk member
+        // whose array holds the table (XCP-ng's own software RAID).
+        if !ranges
+            .iter()
+            .any(|(s, l)| offset.0 >= *s && offset.0 < s + l)
+        {
+            disk.whole_disk = Some(c);
+        }
+    }
+    if disk.table.is_none() && disk.whole_disk.is_none() && disk.problems.is_empty() {
+        let mbr_sig = has_mbr_signature(r).map_err(io_err(path))?;
+        let gpt_sig = gpt::detect_sector_size(r).map_err(|e| match e {
+            gpt::GptError::Io(e) => err(e),
+            other => err(io::Error::other(other.to_string())),
+        })?;
+        disk.blank = !mbr_sig && gpt_sig.is_none();
+    }
+    disk.xenserver = recognize_xenserver(&mut disk.partitions);
+    Ok(disk)
+}
+
+fn has_mbr_signature<R: Read + Seek>(r: &mut R) -> io::Result<bool> {
+    let mut sig = [0u8; 2];
+    Ok(identify::read_at(r, 510, &mut sig)? && sig == [0x55, 0xAA])
+}
+
+/// blkid's TYPE, LABEL and UUID for a content.
+fn summary(c: Option<&Content>) -> (Option<String>, Option<String>, Option<String>) {
+    match c {
+        None => (None, None, None),
+        Some(Content::Ext {
+            version,
+            label,
+            uuid,
+        }) => (Some(version.clone()), label.clone(), Some(uuid.clone())),
+        Some(Content::Swap { label, uuid }) => (Some("swap".into()), label.clone(), uuid.clone()),
+        Some(Content::Vfat { label, serial }) => {
+            (Some("vfat".into()), label.clone(), Some(serial.clone()))
+        }
+        Some(Content::MdMember {
+            array_uuid, name, ..
+        }) => {
+            // blkid shows the array UUID in the usual 8-4-4-4-12 form and the name as LABEL.
+            let hex: String = array_uuid.chars().filter(|c| *c != ':').collect();
+            let uuid = if hex.len() == 32 {
+                format!(
+                    "{}-{}-{}-{}-{}",
+                    &hex[0..8],
+                    &hex[8..12],
+                    &hex[12..16],
+                    &hex[16..20],
+                    &hex[20..32]
+                )
+            } else {
+                array_uuid.clone()
+            };
+            (Some("linux_raid_member".into()), name.clone(), Some(uuid))
+        }
+        Some(Content::LvmPv { pv_uuid, .. }) => {
+            (Some("LVM2_member".into()), None, Some(pv_uuid.clone()))
+        }
+    }
+}
+
+/// The content that tells what a partition is for: inside the array for md members.
+fn effective(p: &Partition) -> Option<&Content> {
+    match &p.content {
+        Some(Content::MdMember { .. }) => p.inner.as_ref(),
+        other => other.as_ref(),
+    }
+}
+
+fn ext_label(p: &Partition) -> Option<&str> {
+    match effective(p) {
+        Some(Content::Ext { label: Some(l), .. }) => Some(l),
+        _ => None,
+    }
+}
+
+/// Assigns roles and decides whether the partitions form a XenServer layout:
+/// 7.x has a `logs-` partition (and usually swap and boot), 6.x only root + backup (+ SR).
+fn recognize_xenserver(parts: &mut [Partition]) -> Option<XenServer> {
+    let type_is = |p: &Partition, t: &str| p.type_guid.as_deref() == Some(t);
+    let root = parts
+        .iter()
+        .filter(|p| ext_label(p).is_some_and(|l| l.starts_with("root-") && l.len() > 5))
+        .min_by_key(|p| p.number)?
+        .number;
+    let root_part = parts.iter().find(|p| p.number == root)?;
+    let suffix = ext_label(root_part)?["root-".len()..].to_string();
+    let root_size = root_part.size_bytes;
+    let on_md = matches!(root_part.content, Some(Content::MdMember { .. }));
+    let mut roles: Vec<(u32, &str)> = vec![(root, "root")];
+    for p in parts.iter().filter(|p| p.number != root) {
+        let role = match effective(p) {
+            Some(Content::Ext { label: Some(l), .. }) if l.starts_with("logs-") => Some("logs"),
+            Some(Content::Swap { label: Some(l), .. }) if l.starts_with("swap-") => Some("swap"),
+            Some(Content::LvmPv { .. }) => Some("sr"),
+            _ if type_is(p, gpt::types::BIOS_BOOT) || type_is(p, gpt::types::EFI_SYSTEM) => {
+                Some("boot")
+            }
+            Some(Content::Vfat { label: Some(l), .. })
+                if l.to_ascii_lowercase().starts_with("boot-") =>
+            {
+                Some("boot")
+            }
+            _ if type_is(p, gpt::types::LINUX_LVM) => Some("sr"),
+            _ => None,
+        };
+        if let Some(role) = role {
+            roles.push((p.number, role));
+        }
+    }
+    // Backup: same size as root and not otherwise used; the installer puts it right after
+    // root's number, so prefer the closest number.
+    let backup = parts
+        .iter()
+        .filter(|p| p.size_bytes == root_size && !roles.iter().any(|(n, _)| *n == p.number))
+        .filter(|p| match effective(p) {
+            None => true,
+            Some(Content::Ext { label, .. }) => {
+                label.as_deref().is_none_or(|l| l.starts_with("root-"))
+            }
+            Some(_) => false,
+        })
+        .min_by_key(|p| p.number.abs_diff(root + 1))
+        .map(|p| p.number);
+    if let Some(b) = backup {
+        roles.push((b, "backup"));
+    }
+    let has = |r: &str| roles.iter().any(|(_, role)| *role == r);
+    let layout = if has("logs") {
+        "7.x"
+    } else if has("backup") {
+        "6.x"
+    } else {
+        return None;
+    };
+    for p in parts.iter_mut() {
+        p.role = roles
+            .iter()
+            .find(|(n, _)| *n == p.number)
+            .map(|(_, r)| (*r).to_string());
+    }
+    Some(XenServer {
+        layout: layout.into(),
+        label_suffix: suffix,
+        has_local_sr: has("sr"),
+        on_md,
+    })
+}
+
+/// Signature readers for the formats whose full modules live elsewhere (ext, swap, md,
+/// LVM). Each is one function returning the `Content`; the lead swaps them for the format
+/// modules later.
+mod identify {
+    use super::Content;
+    use crate::formats::vfat;
+    use crate::units::Bytes;
+    use std::io::{self, Read, Seek, SeekFrom};
+
+    /// Reads `buf` at `offset`; `Ok(false)` when the range runs past the end.
+    pub(super) fn read_at<R: Read + Seek>(
+        r: &mut R,
+        offset: u64,
+        buf: &mut [u8],
+    ) -> io::Result<bool> {
+        r.seek(SeekFrom::Start(offset))?;
+        match r.read_exact(buf) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// [`read_at`] at `base + rel`; an offset past `u64::MAX` is simply out of range.
+    fn read_rel<R: Read + Seek>(
+        r: &mut R,
+        base: u64,
+        rel: u64,
+        buf: &mut [u8],
+    ) -> io::Result<bool> {
+        match base.checked_add(rel) {
+            Some(offset) => read_at(r, offset, buf),
+            None => Ok(false),
+        }
+    }
+
+    fn le16(b: &[u8], o: usize) -> u16 {
+        u16::from_le_bytes([b[o], b[o + 1]])
+    }
+    fn le32(b: &[u8], o: usize) -> u32 {
+        u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+    }
+    fn le64(b: &[u8], o: usize) -> u64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[o..o + 8]);
+        u64::from_le_bytes(a)
+    }
+
+    fn uuid_text(b: &[u8]) -> String {
+        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// NUL-terminated, printable text or `None`.
+    fn text(b: &[u8]) -> Option<String> {
+        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+        let s = String::from_utf8_lossy(&b[..end]).trim_end().to_string();
+        (!s.is_empty()).then_some(s)
+    }
+
+    /// Everything that can sit in a block range, md first: 0.90/1.0 members also show their
+    /// content at offset 0 and blkid reports them as md.
+    pub(super) fn probe<R: Read + Seek>(
+        r: &mut R,
+        start: Bytes,
+        size: Bytes,
+    ) -> io::Result<Option<Content>> {
+        if let Some(c) = md(r, start, size)? {
+            return Ok(Some(c));
+        }
+        probe_plain(r, start, size)
+    }
+
+    /// Like [`probe`] without md (used inside an md member's data area).
+    pub(super) fn probe_plain<R: Read + Seek>(
+        r: &mut R,
+        start: Bytes,
+        _size: Bytes,
+    ) -> io::Result<Option<Content>> {
+        if let Some(c) = lvm(r, start)? {
+            return Ok(Some(c));
+        }
+        if let Some(c) = ext(r, start)? {
+            return Ok(Some(c));
+        }
+        if let Some(c) = swap(r, start)? {
+            return Ok(Some(c));
+        }
+        Ok(vfat::probe(r, start.0)?.map(|v| Content::Vfat {
+            label: v.label,
+            serial: v.serial,
+        }))
+    }
+
+    /// ext2/3/4 superblock at +1024; version by feature flags as blkid decides it.
+    pub(super) fn ext<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
+        let mut sb = [0u8; 256];
+        if !read_rel(r, start.0, 1024, &mut sb)? || le16(&sb, 0x38) != 0xEF53 {
+            return Ok(None);
+        }
+        let compat = le32(&sb, 0x5C);
+        let incompat = le32(&sb, 0x60);
+        let ro_compat = le32(&sb, 0x64);
+        const JOURNAL_DEV: u32 = 0x8;
+        if incompat & JOURNAL_DEV != 0 {
+            return Ok(None);
+        }
+        // Features ext3 does not know: FILETYPE|RECOVER|META_BG incompat, SPARSE|LARGE_FILE|BTREE ro.
+        let beyond_ext3 =
+            incompat & !(0x2 | 0x4 | 0x10) != 0 || ro_compat & !(0x1 | 0x2 | 0x4) != 0;
+        let version = if beyond_ext3 {
+            "ext4"
+        } else if compat & 0x4 != 0 {
+            "ext3"
+        } else {
+            "ext2"
+        };
+        Ok(Some(Content::Ext {
+            version: version.into(),
+            label: text(&sb[0x78..0x88]),
+            uuid: uuid_text(&sb[0x68..0x78]),
+        }))
+    }
+
+    /// Linux swap: "SWAPSPACE2" in the last 10 bytes of the first page (4 KiB on x86, other
+    /// page sizes checked too); UUID and label in the header at +1024.
+    pub(super) fn swap<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
+        for page in [4096u64, 8192, 16384, 65536] {
+            let mut magic = [0u8; 10];
+            if !read_rel(r, start.0, page - 10, &mut magic)? {
+                return Ok(None);
+            }
+            if &magic == b"SWAPSPACE2" {
+                let mut h = [0u8; 44];
+                read_rel(r, start.0, 1024, &mut h)?;
+                let uuid = &h[12..28];
+                let uuid = (uuid.iter().any(|b| *b != 0)).then(|| uuid_text(uuid));
+                return Ok(Some(Content::Swap {
+                    label: text(&h[28..44]),
+                    uuid,
+                }));
+            }
+            if &magic == b"SWAP-SPACE" {
+                return Ok(Some(Content::Swap {
+                    label: None,
+                    uuid: None,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    const MD_MAGIC: u32 = 0xa92b_4efc;
+
+    /// md member: 1.1 at 0, 1.2 at 4 KiB, then 1.0 and 0.90 near the end.
+    pub(super) fn md<R: Read + Seek>(
+        r: &mut R,
+        start: Bytes,
+        size: Bytes,
+    ) -> io::Result<Option<Content>> {
+        for (minor, at) in [("1.1", 0u64), ("1.2", 8)] {
+            if let Some(c) = md1(r, start, at, minor)? {
+                return Ok(Some(c));
+            }
+        }
+        Ok(md_at_end(r, start, size)?.map(|(_, c)| c))
+    }
+
+    /// md 1.0 or 0.90 superblock near the end of a range; returns its absolute offset.
+    pub(super) fn md_at_end<R: Read + Seek>(
+        r: &mut R,
+        start: Bytes,
+        size: Bytes,
+    ) -> io::Result<Option<(Bytes, Content)>> {
+        let sectors = size.0 / 512;
+        if sectors >= 16 {
+            let at = (sectors - 16) & !7;
+            if let Some(c) = md1(r, start, at, "1.0")? {
+                return Ok(Some((Bytes(start.0 + at * 512), c)));
+            }
+        }
+        if sectors >= 128 {
+            let at = (sectors & !127) - 128;
+            let mut sb = [0u8; 4096];
+            if read_rel(r, start.0, at * 512, &mut sb)?
+                && le32(&sb, 0) == MD_MAGIC
+                && le32(&sb, 4) == 0
+                && le32(&sb, 8) == 90
+            {
+                let words = [le32(&sb, 20), le32(&sb, 52), le32(&sb, 56), le32(&sb, 60)];
+                let array_uuid = words
+                    .iter()
+                    .map(|w| format!("{w:08x}"))
+                    .collect::<Vec<_>>()
+                    .join(":");
+                let c = Content::MdMember {
+                    metadata: "0.90".into(),
+                    array_uuid,
+                    name: None,
+                    data_offset: 0,
+                };
+                return Ok(Some((Bytes(start.0 + at * 512), c)));
+            }
+        }
+        Ok(None)
+    }
+
+    fn md1<R: Read + Seek>(
+        r: &mut R,
+        start: Bytes,
+        at_sector: u64,
+        minor: &str,
+    ) -> io::Result<Option<Content>> {
+        let mut sb = [0u8; 256];
+        if !read_rel(r, start.0, at_sector * 512, &mut sb)?
+            || le32(&sb, 0) != MD_MAGIC
+            || le32(&sb, 4) != 1
+        {
+            return Ok(None);
+        }
+        // The superblock records where it is: rejects a stray copy at the wrong place.
+        if le64(&sb, 144) != at_sector {
+            return Ok(None);
+        }
+        let array_uuid = sb[16..32]
+            .chunks(4)
+            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>())
+            .collect::<Vec<_>>()
+            .join(":");
+        let data_offset = le64(&sb, 128).saturating_mul(512);
+        Ok(Some(Content::MdMember {
+            metadata: minor.into(),
+            array_uuid,
+            name: text(&sb[32..64]),
+            data_offset,
+        }))
+    }
+
+    /// LVM2 PV: "LABELONE" in one of the first four sectors; VG name from the newest text
+    /// metadata in the first metadata area.
+    pub(super) fn lvm<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
+        let mut head = [0u8; 2048];
+        if !read_at(r, start.0, &mut head)? {
+            return Ok(None);
+        }
+        let Some(label) = (0..4)
+            .map(|i| i * 512)
+            .find(|o| &head[*o..o + 8] == b"LABELONE" && &head[o + 24..o + 32] == b"LVM2 001")
+        else {
+            return Ok(None);
+        };
+        let pvh = label + le32(&head, label + 20) as usize;
+        if pvh + 40 > head.len() {
+            return Ok(None);
+        }
+        let raw = &head[pvh..pvh + 32];
+        if !raw.iter().all(u8::is_ascii_alphanumeric) {
+            return Ok(None);
+        }
+        let raw = String::from_utf8_lossy(raw);
+        let mut pv_uuid = String::new();
+        for (i, part) in [6, 4, 4, 4, 4, 4, 6]
+            .iter()
+            .scan(0, |at, n| {
+                let s = *at;
+                *at += n;
+                Some((s, *n))
+            })
+            .enumerate()
+        {
+            if i > 0 {
+                pv_uuid.push('-');
+            }
+            pv_uuid.push_str(&raw[part.0..part.0 + part.1]);
+        }
+        // Data areas, then metadata areas, each list ending with a zero pair.
+        let mut o = pvh + 40;
+        let mut lists = [Vec::new(), Vec::new()];
+        for list in &mut lists {
+            while o + 16 <= head.len() {
+                let (off, size) = (le64(&head, o), le64(&head, o + 8));
+                o += 16;
+                if off == 0 {
+                    break;
+                }
+                list.push((off, size));
+            }
+        }
+        let vg_name = match lists[1].first() {
+            Some(&(mda_off, mda_size)) => vg_name(r, start.0, mda_off, mda_size)?,
+            None => None,
+        };
+        Ok(Some(Content::LvmPv { pv_uuid, vg_name }))
+    }
+
+    fn vg_name<R: Read + Seek>(
+        r: &mut R,
+        pv_start: u64,
+        mda_off: u64,
+        mda_size: u64,
+    ) -> io::Result<Option<String>> {
+        let mut h = [0u8; 512];
+        if !read_at(r, pv_start.saturating_add(mda_off), &mut h)?
+            || &h[4..20] != b" LVM2 x[5A%r0N*>"
+        {
+            return Ok(None);
+        }
+        // First raw location: the committed metadata (offset within the area, size).
+        let (off, size) = (le64(&h, 40), le64(&h, 48));
+        if off < 512 || off >= mda_size || size == 0 || size > 16 << 20 {
+            return Ok(None);
+        }
+        let Some(area) = pv_start
+            .checked_add(mda_off)
+            .filter(|a| a.checked_add(mda_size).is_some())
+        else {
+            return Ok(None);
+        };
+        let mut buf = vec![0u8; size as usize];
+        // The text may wrap around the ring buffer back to just after the header.
+        let first = size.min(mda_size - off);
+        if !read_at(r, area + off, &mut buf[..first as usize])? {
+            return Ok(None);
+        }
+        if first < size && !read_at(r, area + 512, &mut buf[first as usize..])? {
+            return Ok(None);
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let name = text
+            .lines()
+            .find_map(|l| l.trim_end().strip_suffix(" {").map(str::trim))
+            .map(str::to_string);
+        Ok(name.filter(|n| !n.is_empty() && !n.contains(char::is_whitespace)))
+    }
 }
