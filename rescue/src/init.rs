@@ -15,7 +15,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Quiet period and upper bound for block devices to stop appearing.
-const SETTLE_QUIET: Duration = Duration::from_millis(400);
+const SETTLE_QUIET: Duration = Duration::from_millis(300);
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Writes every line to each console the kernel arguments name (serial and VGA both),

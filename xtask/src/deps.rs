@@ -24,6 +24,10 @@ pub const TEST: &[(&str, &str)] = &[
     ("partclone.extfs", "partclone"),
     ("cpio", "cpio"),
     ("blkid", "util-linux"),
+    ("sfdisk", "fdisk"),
+    ("losetup", "mount"),
+    ("modinfo", "kmod"),
+    ("gzip", "gzip"),
 ];
 
 /// Firmware files QEMU tests boot with, and their packages.
