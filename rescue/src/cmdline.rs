@@ -134,7 +134,15 @@ pub struct Cmdline {
 
 /// Parses `/proc/cmdline`. Never fails: problems land in `errors`.
 pub fn parse(cmdline: &str) -> Cmdline {
-    let mut out = Cmdline::default();
+    parse_over(cmdline, Plan::default())
+}
+
+/// Parses `/proc/cmdline` on top of `base` (a plan file's settings): kernel arguments win.
+pub fn parse_over(cmdline: &str, base: Plan) -> Cmdline {
+    let mut out = Cmdline {
+        plan: base,
+        ..Cmdline::default()
+    };
     for word in split_words(cmdline) {
         let (key, value) = match word.split_once('=') {
             Some((k, v)) => (k, Some(v)),
@@ -157,6 +165,35 @@ pub fn parse(cmdline: &str) -> Cmdline {
         }
     }
     out
+}
+
+/// Parses a plan file (`rescue.conf` on the USB stick): `key = value` lines with the
+/// kernel arguments' keys, `#` comments, a bare key meaning yes. Errors name the line.
+pub fn parse_plan_file(name: &str, text: &str) -> (Plan, Vec<ArgError>) {
+    let mut plan = Plan::default();
+    let mut errors = Vec::new();
+    for (n, raw) in text.lines().enumerate() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let (key, value) = match line.split_once('=') {
+            Some((k, v)) => (k.trim(), Some(v.trim().trim_matches('"'))),
+            None => (line, None),
+        };
+        let message = if key.contains(char::is_whitespace) {
+            Some("expected `key = value`".to_string())
+        } else {
+            plan.apply(key, value).err()
+        };
+        if let Some(message) = message {
+            errors.push(ArgError {
+                arg: format!("{name} line {}: {line}", n + 1),
+                message,
+            });
+        }
+    }
+    (plan, errors)
 }
 
 /// Splits like the kernel does: on whitespace, with double quotes grouping
@@ -248,6 +285,26 @@ mod tests {
         "#);
         // A bad value leaves the default in place.
         assert_eq!(c.plan.then, Then::Poweroff);
+    }
+
+    #[test]
+    fn plan_file_with_comments_and_a_typo() {
+        let text = "# rescue.conf\nrescue.then = reboot   # after the job\n\nrescue.quiet\nrescue.acton = inspect\nrescue then\n";
+        let (plan, errors) = parse_plan_file("rescue.conf", text);
+        assert_eq!(plan.then, Then::Reboot);
+        assert!(plan.quiet);
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            vec![
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet",
+                "rescue.conf line 6: rescue then: expected `key = value`",
+            ]
+        );
+        // Kernel arguments win over the file.
+        let c = parse_over("rescue.then=halt", plan);
+        assert_eq!(c.plan.then, Then::Halt);
+        assert!(c.plan.quiet);
     }
 
     #[test]

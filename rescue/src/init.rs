@@ -7,6 +7,7 @@ use crate::devices;
 use crate::inspect;
 use crate::kmod;
 use crate::report::Report;
+use crate::stick;
 use crate::sys;
 use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
@@ -19,13 +20,16 @@ const SETTLE_QUIET: Duration = Duration::from_millis(300);
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Writes every line to each console the kernel arguments name (serial and VGA both),
-/// or to `/dev/console` when none is named.
+/// or to `/dev/console` when none is named, and keeps a copy for the log file.
 pub struct Console {
     outputs: Vec<File>,
+    pub transcript: Vec<String>,
+    /// Only the machine line and errors go to the screen.
+    pub quiet: bool,
 }
 
 impl Console {
-    pub fn open(names: &[String]) -> Console {
+    pub fn open(names: &[String], quiet: bool) -> Console {
         let mut outputs = Vec::new();
         for name in names {
             if let Ok(f) = OpenOptions::new()
@@ -40,10 +44,25 @@ impl Console {
                 outputs.push(f);
             }
         }
-        Console { outputs }
+        Console {
+            outputs,
+            transcript: Vec::new(),
+            quiet,
+        }
     }
 
+    /// A human line: hidden with `rescue.quiet`, always kept in the transcript.
+    pub fn say(&mut self, line: &str) {
+        if self.quiet {
+            self.transcript.push(line.to_string());
+        } else {
+            self.line(line);
+        }
+    }
+
+    /// A line that always reaches the console.
     pub fn line(&mut self, line: &str) {
+        self.transcript.push(line.to_string());
         // Serial consoles want CRLF; one write per line keeps lines whole.
         let bytes = format!("{line}\r\n");
         for out in &mut self.outputs {
@@ -55,104 +74,206 @@ impl Console {
     }
 }
 
+/// Everything one boot of the rescue knows.
+struct Session {
+    console: Console,
+    report: Report,
+    modules: Modules,
+    plan: Plan,
+    cmdline_text: String,
+    stick: Option<stick::Stick>,
+}
+
 /// Runs as PID 1. Never returns.
 pub fn run() -> ! {
     let init_started_ms = sys::boottime_ms();
-    let mut report = Report {
-        init_started_ms,
-        ..Default::default()
-    };
+    let mut early_errors = Vec::new();
     if let Err(e) = sys::mount_early_filesystems() {
-        report.errors.push(format!(
+        early_errors.push(format!(
             "early mounts failed ({e}); the kernel needs proc, sysfs and devtmpfs support"
         ));
     }
     let cmdline_text = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let cmdline = cmdline::parse(&cmdline_text);
-    let mut console = Console::open(&cmdline.consoles);
-    let plan = cmdline.plan.clone();
-    if plan.quiet {
+    if cmdline.plan.quiet {
         let _ = sys::set_console_loglevel(1);
     }
-    report
-        .errors
-        .extend(cmdline.errors.iter().map(|e| e.to_string()));
-    report.plan = plan.clone();
-    report.action = plan.action.as_str().to_string();
-    report.kernel = sys::kernel_release();
-
-    let say = |console: &mut Console, line: &str| {
-        if !plan.quiet {
-            console.line(line);
-        }
+    let mut s = Session {
+        console: Console::open(&cmdline.consoles, cmdline.plan.quiet),
+        report: Report {
+            init_started_ms,
+            kernel: sys::kernel_release(),
+            errors: early_errors,
+            ..Default::default()
+        },
+        modules: Modules::open(),
+        plan: cmdline.plan.clone(),
+        cmdline_text,
+        stick: None,
     };
-    say(
-        &mut console,
-        &format!(
-            "rescue: init started at {init_started_ms} ms, kernel {}",
-            report.kernel
-        ),
-    );
+    s.console.say(&format!(
+        "rescue: init started at {init_started_ms} ms, kernel {}",
+        s.report.kernel
+    ));
 
     // Catch panics so a bug still yields a report and the requested power action.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        boot_and_run(&plan, &mut report, &mut console)
-    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| boot_and_run(&mut s)));
     if let Err(panic) = outcome {
         let msg = panic
             .downcast_ref::<String>()
             .cloned()
             .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
             .unwrap_or_else(|| "unknown panic".into());
-        report
+        s.report
             .errors
             .push(format!("internal error (a bug, please report it): {msg}"));
     }
-
-    report.ok = report.errors.is_empty();
-    // Kernel messages must not cut through the machine line.
-    let _ = sys::set_console_loglevel(1);
-    report.reported_ms = sys::boottime_ms();
-    if !plan.quiet {
-        for line in report.human_lines() {
-            console.line(&line);
-        }
-    }
-    console.line(&report.machine_line());
-    finish(plan.then, &mut console)
+    finish_report(&mut s);
+    let then = s.plan.then;
+    finish(then, &mut s.console)
 }
 
-fn boot_and_run(plan: &Plan, report: &mut Report, console: &mut Console) {
-    let mut modules = Modules::open();
-    if !plan.quiet {
-        console.line("rescue: loading drivers and waiting for disks to settle");
-    }
+fn boot_and_run(s: &mut Session) {
+    s.console
+        .say("rescue: loading drivers and waiting for disks to settle");
+    let modules = &mut s.modules;
     let settled = devices::wait_for_settle(
         Path::new("/sys/block"),
         SETTLE_QUIET,
         SETTLE_DEADLINE,
         || modules.coldplug(),
     );
-    report.settle_ms = settled.waited.as_millis() as u64;
+    s.report.settle_ms = settled.waited.as_millis() as u64;
+    s.report.modules_loaded = s.modules.loaded.len();
+    s.report.warnings.append(&mut s.modules.warnings);
     if !settled.stable {
-        report.warnings.push(format!(
-            "block devices were still appearing after {} s; reporting the disks present now",
+        s.report.warnings.push(format!(
+            "block devices were still appearing after {} s; working with the disks present now",
             SETTLE_DEADLINE.as_secs()
         ));
     }
-    report.modules_loaded = modules.loaded.len();
-    report.warnings.append(&mut modules.warnings);
 
-    let disks = devices::list_disks(Path::new("/sys/block"));
-    match plan.action {
-        cmdline::Action::Inspect => {
-            for d in disks {
-                match inspect_block_disk(&d) {
-                    Ok(disk) => report.disks.push(disk),
-                    Err(e) => report.errors.push(format!("{}: {e}", d.dev_path.display())),
-                }
+    // Every disk is read once: the stick is found among them, and inspect reports them.
+    let mut disks = Vec::new();
+    for d in devices::list_disks(Path::new("/sys/block")) {
+        match inspect_block_disk(&d) {
+            Ok(disk) => disks.push(disk),
+            Err(e) => s
+                .report
+                .errors
+                .push(format!("{}: {e}", d.dev_path.display())),
+        }
+    }
+    let file_plan = attach_stick(s, &disks);
+    // Kernel arguments win over the stick's plan file.
+    let cmdline = cmdline::parse_over(&s.cmdline_text, file_plan);
+    s.report
+        .errors
+        .extend(cmdline.errors.iter().map(|e| e.to_string()));
+    s.plan = cmdline.plan;
+    s.console.quiet = s.plan.quiet;
+    s.report.plan = s.plan.clone();
+    s.report.action = s.plan.action.as_str().to_string();
+
+    match s.plan.action {
+        cmdline::Action::Inspect => s.report.disks = disks,
+    }
+}
+
+/// Mounts the `RESCUE` stick if there is one and returns the plan from its
+/// `rescue.conf` (errors go to the report, naming the line).
+fn attach_stick(s: &mut Session, disks: &[inspect::Disk]) -> Plan {
+    let Some(device) = stick::find(disks) else {
+        return Plan::default();
+    };
+    if let Err(e) = s.modules.require(&["vfat", "nls_cp437", "nls_ascii"]) {
+        s.report.warnings.push(format!(
+            "found the {} stick but cannot mount it: {e}",
+            stick::LABEL
+        ));
+        return Plan::default();
+    }
+    let mounted = match stick::Stick::mount(&device) {
+        Ok(m) => m,
+        Err(e) => {
+            s.report.warnings.push(e);
+            return Plan::default();
+        }
+    };
+    s.console.say(&format!(
+        "rescue: using the {} stick {}{}",
+        stick::LABEL,
+        device.display(),
+        if mounted.read_only {
+            " (read-only)"
+        } else {
+            ""
+        }
+    ));
+    let plan = match mounted.read_plan_file() {
+        Some(text) => {
+            let (plan, errors) = cmdline::parse_plan_file(stick::PLAN_FILE, &text);
+            s.report.errors.extend(errors.iter().map(|e| e.to_string()));
+            plan
+        }
+        None => Plan::default(),
+    };
+    s.stick = Some(mounted);
+    plan
+}
+
+/// Prints the report (after saving it on the stick, so the console shows whether that
+/// worked), then saves the console log next to it.
+fn finish_report(s: &mut Session) {
+    s.report.ok = s.report.errors.is_empty();
+    // Kernel messages must not cut through the machine line.
+    let _ = sys::set_console_loglevel(1);
+    s.report.reported_ms = sys::boottime_ms();
+    let stem = stick::report_stem(
+        sys::unix_time(),
+        &stick::host_id(
+            &s.report.disks,
+            s.stick.as_ref().map(|m| m.device.as_path()),
+        ),
+    );
+    let mut saved = None;
+    if let Some(st) = &s.stick {
+        // The file holds exactly the JSON of the console line: decide warnings first.
+        let mut probe = s.report.clone();
+        match st.write_report_file(
+            &stem,
+            "json",
+            &serde_json::to_string(&probe).unwrap_or_default(),
+        ) {
+            Ok(p) => saved = Some(p),
+            Err(e) => {
+                probe.warnings.push(e);
+                s.report = probe;
             }
         }
+    }
+    for line in s.report.human_lines() {
+        s.console.say(&line);
+    }
+    if let Some(p) = &saved {
+        s.console.say(&format!(
+            "rescue: report saved on the stick as {}",
+            p.display()
+        ));
+    }
+    let machine = s.report.machine_line();
+    s.console.line(&machine);
+    if let (Some(st), Some(_)) = (s.stick.take(), saved) {
+        let mut log = sys::kernel_log();
+        log.push_str("--- rescue console ---\n");
+        for l in &s.console.transcript {
+            log.push_str(l);
+            log.push('\n');
+        }
+        if let Err(e) = st.write_report_file(&stem, "log", &log) {
+            s.console.line(&format!("rescue: {e}"));
+        }
+        st.unmount();
     }
 }
 
@@ -224,7 +345,7 @@ impl Modules {
                 continue;
             }
             self.tried.insert(name.clone());
-            match sys::load_module(Path::new(&path), c"") {
+            match sys::load_module(Path::new(&path), module_params(&name)) {
                 Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
                     self.loaded.insert(name);
                     count += 1;
@@ -251,6 +372,15 @@ impl Modules {
             Some(n) => Err(format!("module {n} failed to load: see the warnings")),
             None => Ok(()),
         }
+    }
+}
+
+/// Parameters the rescue sets on modules it loads.
+fn module_params(name: &str) -> &'static std::ffi::CStr {
+    match name {
+        // USB disks are scanned after a 1 s delay by default; the stick is needed now.
+        "usb_storage" => c"delay_use=0",
+        _ => c"",
     }
 }
 

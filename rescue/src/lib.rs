@@ -14,5 +14,6 @@ pub mod init;
 pub mod inspect;
 pub mod kmod;
 pub mod report;
+pub mod stick;
 pub mod sys;
 pub mod units;

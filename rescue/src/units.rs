@@ -43,7 +43,7 @@ impl Bytes {
         Sectors(self.0 / SECTOR_SIZE)
     }
     pub const fn is_sector_aligned(self) -> bool {
-        self.0 % SECTOR_SIZE == 0
+        self.0.is_multiple_of(SECTOR_SIZE)
     }
 }
 

@@ -119,3 +119,51 @@ pub fn kernel_release() -> String {
 pub fn getpid_is_init() -> bool {
     rustix::process::getpid().is_init()
 }
+
+/// Seconds since the Unix epoch (the kernel set the clock from the RTC at boot).
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// The kernel's message buffer as `[seconds] text` lines, read from `/dev/kmsg`
+/// without blocking.
+pub fn kernel_log() -> String {
+    use rustix::fs::{Mode, OFlags};
+    let Ok(fd) = rustix::fs::open(
+        "/dev/kmsg",
+        OFlags::RDONLY | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return String::new();
+    };
+    let mut out = String::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        // Each read returns one record: "prio,seq,usec,flags;text\n".
+        match rustix::io::read(&fd, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let rec = String::from_utf8_lossy(&buf[..n]);
+                if let Some((meta, text)) = rec.split_once(';') {
+                    let usec: u64 = meta
+                        .split(',')
+                        .nth(2)
+                        .and_then(|u| u.parse().ok())
+                        .unwrap_or(0);
+                    let text = text.lines().next().unwrap_or("");
+                    out.push_str(&format!(
+                        "[{:5}.{:06}] {text}\n",
+                        usec / 1_000_000,
+                        usec % 1_000_000
+                    ));
+                }
+            }
+            Err(rustix::io::Errno::PIPE) => continue, // overwritten records: skip
+            Err(_) => break,
+        }
+    }
+    out
+}
