@@ -16,4 +16,5 @@ pub mod kmod;
 pub mod report;
 pub mod stick;
 pub mod sys;
+pub mod target;
 pub mod units;
