@@ -59,11 +59,28 @@ pub struct Partition {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Content {
-    Ext { version: String, label: Option<String>, uuid: String },
-    Swap { label: Option<String>, uuid: Option<String> },
-    Vfat { label: Option<String>, serial: String },
-    MdMember { metadata: String, array_uuid: String, name: Option<String> },
-    LvmPv { pv_uuid: String, vg_name: Option<String> },
+    Ext {
+        version: String,
+        label: Option<String>,
+        uuid: String,
+    },
+    Swap {
+        label: Option<String>,
+        uuid: Option<String>,
+    },
+    Vfat {
+        label: Option<String>,
+        serial: String,
+    },
+    MdMember {
+        metadata: String,
+        array_uuid: String,
+        name: Option<String>,
+    },
+    LvmPv {
+        pv_uuid: String,
+        vg_name: Option<String>,
+    },
 }
 
 /// XenServer recognition result.
