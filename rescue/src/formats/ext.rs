@@ -389,6 +389,8 @@ pub fn format_uuid(u: &[u8; 16]) -> String {
 /// One group as the map saw it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct GroupUsage {
+    /// Blocks in this group (the last one may be short).
+    pub blocks: u64,
     /// Blocks in use in this group (from its bitmap, or its metadata when uninitialised).
     pub used_blocks: u64,
     /// The free count the descriptor claims.
@@ -559,6 +561,7 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> Result<UsedMap, ExtError> {
         };
         used_total += used;
         usage.push(GroupUsage {
+            blocks: n,
             used_blocks: used,
             desc_free_blocks: d.free_blocks,
             block_uninit: uninit(g),

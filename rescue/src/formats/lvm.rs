@@ -206,6 +206,8 @@ pub struct MetadataArea {
     /// The committed metadata text (without its trailing NUL), if the VG has any here.
     pub text: Option<String>,
     pub ignored: bool,
+    /// The text wrapped around the end of the ring buffer.
+    pub wrapped: bool,
 }
 
 /// Read the metadata area header at `area` and the text its first raw location points to,
@@ -243,6 +245,7 @@ pub fn read_metadata_area<R: Read + Seek>(r: &mut R, area: Area) -> Result<Metad
             area,
             text: None,
             ignored,
+            wrapped: false,
         });
     }
     if off < MDA_HEADER_SIZE || off >= size || len > size - MDA_HEADER_SIZE || len > MAX_METADATA {
@@ -273,6 +276,7 @@ pub fn read_metadata_area<R: Read + Seek>(r: &mut R, area: Area) -> Result<Metad
         area,
         text: Some(text),
         ignored,
+        wrapped: first < len,
     })
 }
 
