@@ -35,7 +35,7 @@ fn package_of(tool: &str) -> &'static str {
     match tool {
         "mke2fs" | "dumpe2fs" | "e2fsck" | "debugfs" | "e2image" => "e2fsprogs",
         "pvcreate" | "vgcreate" | "lvcreate" | "lvremove" | "pvs" | "lvs" | "vgs" | "vgck"
-        | "pvck" | "vgremove" | "pvremove" | "vgchange" => "lvm2",
+        | "pvck" | "vgremove" | "pvremove" | "vgchange" | "lvextend" => "lvm2",
         "mount" | "umount" | "losetup" => "mount",
         "blkid" | "mkswap" | "swaplabel" => "util-linux",
         "diff" => "diffutils",
