@@ -140,22 +140,25 @@ pub struct CopyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(
-        "reading the source failed at byte {offset}: {source}: the copy stopped there and \
-         nothing after it was written; check the source disk (dmesg, smartctl)"
+        "reading the source failed at byte {}: {source}: the copy stopped there and \
+         nothing after it was written; check the source disk (dmesg, smartctl)",
+        .offset.0
     )]
     Read { offset: Bytes, source: io::Error },
     #[error(
-        "writing the target failed at byte {offset}: {source}: the copy stopped there; \
-         check the target disk (dmesg, smartctl) or use another one"
+        "writing the target failed at byte {}: {source}: the copy stopped there; \
+         check the target disk (dmesg, smartctl) or use another one",
+        .offset.0
     )]
     Write { offset: Bytes, source: io::Error },
     #[error("flushing the target failed: {0}: its contents are not known to be durable; check the target disk")]
     Sync(io::Error),
-    #[error("reading the target back failed at byte {offset}: {source}: check the target disk")]
+    #[error("reading the target back failed at byte {}: {source}: check the target disk", .offset.0)]
     VerifyRead { offset: Bytes, source: io::Error },
     #[error(
-        "verification failed: the {len} bytes at target byte {offset} differ from what was \
-         written: the target disk or its path corrupts data, use another one"
+        "verification failed: the {len} bytes at target byte {} differ from what was \
+         written: the target disk or its path corrupts data, use another one",
+        .offset.0
     )]
     Mismatch { offset: Bytes, len: usize },
     #[error("chunk size {chunk} is not a non-zero multiple of the alignment {align}: fix the copy options")]
