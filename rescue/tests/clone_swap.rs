@@ -20,7 +20,10 @@ fn reads_mkswap_header_and_recreates_it_on_a_clone() {
     let t = TempDir::new("swap");
     let src = t.path("swap.img");
     sparse_file(&src, 64 << 20);
-    run("mkswap", &["-L", "rescue-swap", "-U", UUID, src.to_str().unwrap()]);
+    run(
+        "mkswap",
+        &["-L", "rescue-swap", "-U", UUID, src.to_str().unwrap()],
+    );
     let h = SwapHeader::read(&mut File::open(&src).unwrap()).unwrap();
     assert_eq!(h.label, "rescue-swap");
     assert_eq!(h.uuid_string(), UUID);
@@ -31,7 +34,12 @@ fn reads_mkswap_header_and_recreates_it_on_a_clone() {
     let mut f = File::create(&dst).unwrap();
     f.write_all(&vec![0xA5u8; 80 << 20]).unwrap();
     drop(f);
-    let args = CloneArgs { src: src.clone(), dst: dst.clone(), verify: true, ..Default::default() };
+    let args = CloneArgs {
+        src: src.clone(),
+        dst: dst.clone(),
+        verify: true,
+        ..Default::default()
+    };
     let s = clone_with(&args, &mut |_| {}).unwrap();
     assert_eq!(s.kind, Kind::Swap);
     assert_eq!(s.bytes_moved.0, 4096);
@@ -41,7 +49,10 @@ fn reads_mkswap_header_and_recreates_it_on_a_clone() {
     assert!(out.contains("LABEL=rescue-swap"), "{out}");
     assert!(out.contains(&format!("UUID={UUID}")), "{out}");
     let sl = run("swaplabel", &[dst.to_str().unwrap()]);
-    assert!(sl.contains("LABEL: rescue-swap") && sl.contains(&format!("UUID:  {UUID}")), "{sl}");
+    assert!(
+        sl.contains("LABEL: rescue-swap") && sl.contains(&format!("UUID:  {UUID}")),
+        "{sl}"
+    );
     assert_eq!(SwapHeader::read(&mut File::open(&dst).unwrap()).unwrap(), h);
 }
 
@@ -50,13 +61,24 @@ fn header_written_from_scratch_is_what_blkid_reads() {
     let t = TempDir::new("swap-fresh");
     let p = t.path("fresh.img");
     sparse_file(&p, 16 << 20);
-    let h = SwapHeader { last_page: (16 << 20) / 4096 - 1, nr_badpages: 0, uuid: *b"\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef", label: "sixteen-chars-ok".into() };
+    let h = SwapHeader {
+        last_page: (16 << 20) / 4096 - 1,
+        nr_badpages: 0,
+        uuid: *b"\x01\x23\x45\x67\x89\xab\xcd\xef\x01\x23\x45\x67\x89\xab\xcd\xef",
+        label: "sixteen-chars-ok".into(),
+    };
     let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
     h.write(&mut f).unwrap();
     drop(f);
     let out = blkid(&p);
-    assert!(out.contains("TYPE=swap") && out.contains("LABEL=sixteen-chars-ok"), "{out}");
-    assert!(out.contains("UUID=01234567-89ab-cdef-0123-456789abcdef"), "{out}");
+    assert!(
+        out.contains("TYPE=swap") && out.contains("LABEL=sixteen-chars-ok"),
+        "{out}"
+    );
+    assert!(
+        out.contains("UUID=01234567-89ab-cdef-0123-456789abcdef"),
+        "{out}"
+    );
     let sl = run("swaplabel", &[p.to_str().unwrap()]);
     assert!(sl.contains("LABEL: sixteen-chars-ok"), "{sl}");
 }

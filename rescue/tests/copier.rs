@@ -15,7 +15,12 @@ fn ranges(v: &[(u64, u64)]) -> Extents {
 }
 
 fn small_opts() -> CopyOptions {
-    CopyOptions { chunk: 64 << 10, align: 512, buffers: 3, verify: false }
+    CopyOptions {
+        chunk: 64 << 10,
+        align: 512,
+        buffers: 3,
+        verify: false,
+    }
 }
 
 /// A source that fails with EIO on any read touching `bad`.
@@ -44,7 +49,13 @@ struct RecordingTarget {
 
 impl RecordingTarget {
     fn new() -> Self {
-        RecordingTarget { inner: Cursor::new(vec![]), writes: vec![], fail_at: None, flip_on_read: false, synced: false }
+        RecordingTarget {
+            inner: Cursor::new(vec![]),
+            writes: vec![],
+            fail_at: None,
+            flip_on_read: false,
+            synced: false,
+        }
     }
 }
 
@@ -61,7 +72,10 @@ impl ReadAt for RecordingTarget {
 impl WriteAt for RecordingTarget {
     fn write_at(&mut self, buf: &[u8], offset: Bytes) -> io::Result<()> {
         self.writes.push((offset.0, buf.len()));
-        if self.fail_at.is_some_and(|f| offset.0 <= f && f < offset.0 + buf.len() as u64) {
+        if self
+            .fail_at
+            .is_some_and(|f| offset.0 <= f && f < offset.0 + buf.len() as u64)
+        {
             return Err(io::Error::from_raw_os_error(5));
         }
         self.inner.write_at(buf, offset)
@@ -79,14 +93,25 @@ fn ranges_land_at_the_target_offset_and_progress_reaches_total() {
     let mut dst = RecordingTarget::new();
     let r = ranges(&[(0, 4096), (100_000, 300_000), (1_000_000, 1 << 20)]);
     let mut last = None;
-    let rep = copier::copy(&mut src, &mut dst, &r, Bytes(8192), &small_opts(), &mut |p| last = Some(p.clone())).unwrap();
+    let rep = copier::copy(
+        &mut src,
+        &mut dst,
+        &r,
+        Bytes(8192),
+        &small_opts(),
+        &mut |p| last = Some(p.clone()),
+    )
+    .unwrap();
     assert_eq!(rep.bytes, r.total());
     assert!(dst.synced);
     let last = last.unwrap();
     assert_eq!((last.done, last.total), (r.total(), r.total()));
     let out = dst.inner.get_ref();
     for &(s, e) in r.ranges() {
-        assert_eq!(&out[(s.0 + 8192) as usize..(e.0 + 8192) as usize], &data[s.0 as usize..e.0 as usize]);
+        assert_eq!(
+            &out[(s.0 + 8192) as usize..(e.0 + 8192) as usize],
+            &data[s.0 as usize..e.0 as usize]
+        );
     }
     // Nothing between the ranges was written.
     assert!(out[8192 + 4096..8192 + 100_000].iter().all(|&b| b == 0));
@@ -99,9 +124,16 @@ fn verify_catches_a_target_corrupted_after_the_write() {
     std::fs::write(&sp, pseudo_random(3 << 20, 2)).unwrap();
     std::fs::write(&dp, vec![0u8; 4 << 20]).unwrap();
     let mut src = std::fs::File::open(&sp).unwrap();
-    let mut dst = std::fs::OpenOptions::new().read(true).write(true).open(&dp).unwrap();
+    let mut dst = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&dp)
+        .unwrap();
     let r = ranges(&[(0, 1 << 20), (2 << 20, 3 << 20)]);
-    let opts = CopyOptions { verify: true, ..small_opts() };
+    let opts = CopyOptions {
+        verify: true,
+        ..small_opts()
+    };
     let rep = copier::copy(&mut src, &mut dst, &r, Bytes(0), &opts, &mut |_| {}).unwrap();
     assert!(rep.verified);
     assert_eq!(rep.digests.len(), 32);
@@ -113,7 +145,10 @@ fn verify_catches_a_target_corrupted_after_the_write() {
     dst.sync_all().unwrap();
     match copier::verify(&mut dst, &rep.digests, 512) {
         Err(CopyError::Mismatch { offset, len }) => {
-            assert!(offset.0 <= at && at < offset.0 + len as u64, "reported chunk {offset:?}+{len}");
+            assert!(
+                offset.0 <= at && at < offset.0 + len as u64,
+                "reported chunk {offset:?}+{len}"
+            );
         }
         other => panic!("verify after corruption gave {other:?}"),
     }
@@ -122,19 +157,53 @@ fn verify_catches_a_target_corrupted_after_the_write() {
 #[test]
 fn verify_inside_copy_fails_when_the_target_returns_other_data() {
     let mut src = Cursor::new(pseudo_random(256 << 10, 3));
-    let mut dst = RecordingTarget { flip_on_read: true, ..RecordingTarget::new() };
-    let opts = CopyOptions { verify: true, ..small_opts() };
-    let e = copier::copy(&mut src, &mut dst, &ranges(&[(0, 256 << 10)]), Bytes(0), &opts, &mut |_| {}).unwrap_err();
-    assert!(matches!(e, CopyError::Mismatch { offset: Bytes(0), .. }), "{e:?}");
+    let mut dst = RecordingTarget {
+        flip_on_read: true,
+        ..RecordingTarget::new()
+    };
+    let opts = CopyOptions {
+        verify: true,
+        ..small_opts()
+    };
+    let e = copier::copy(
+        &mut src,
+        &mut dst,
+        &ranges(&[(0, 256 << 10)]),
+        Bytes(0),
+        &opts,
+        &mut |_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            CopyError::Mismatch {
+                offset: Bytes(0),
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.to_string().contains("differ"), "{e}");
 }
 
 #[test]
 fn read_error_stops_the_copy_and_names_the_offset() {
     let bad = 5 * (64 << 10) + 17;
-    let mut src = FailingSource { inner: Cursor::new(pseudo_random(1 << 20, 4)), bad };
+    let mut src = FailingSource {
+        inner: Cursor::new(pseudo_random(1 << 20, 4)),
+        bad,
+    };
     let mut dst = RecordingTarget::new();
-    let e = copier::copy(&mut src, &mut dst, &ranges(&[(0, 1 << 20)]), Bytes(0), &small_opts(), &mut |_| {}).unwrap_err();
+    let e = copier::copy(
+        &mut src,
+        &mut dst,
+        &ranges(&[(0, 1 << 20)]),
+        Bytes(0),
+        &small_opts(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     match &e {
         CopyError::Read { offset, source } => {
             assert_eq!(offset.0, 5 * (64 << 10));
@@ -142,7 +211,11 @@ fn read_error_stops_the_copy_and_names_the_offset() {
         }
         other => panic!("{other:?}"),
     }
-    assert!(e.to_string().contains("reading the source failed at byte 327680"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("reading the source failed at byte 327680"),
+        "{e}"
+    );
     // Every chunk before the bad one was written, nothing at or after it.
     let offs: Vec<u64> = dst.writes.iter().map(|w| w.0).collect();
     assert_eq!(offs, (0..5).map(|i| i * (64 << 10)).collect::<Vec<_>>());
@@ -152,8 +225,19 @@ fn read_error_stops_the_copy_and_names_the_offset() {
 #[test]
 fn write_error_stops_the_copy_and_names_the_offset() {
     let mut src = Cursor::new(pseudo_random(1 << 20, 5));
-    let mut dst = RecordingTarget { fail_at: Some(3 * (64 << 10) + 1), ..RecordingTarget::new() };
-    let e = copier::copy(&mut src, &mut dst, &ranges(&[(0, 1 << 20)]), Bytes(4096), &small_opts(), &mut |_| {}).unwrap_err();
+    let mut dst = RecordingTarget {
+        fail_at: Some(3 * (64 << 10) + 1),
+        ..RecordingTarget::new()
+    };
+    let e = copier::copy(
+        &mut src,
+        &mut dst,
+        &ranges(&[(0, 1 << 20)]),
+        Bytes(4096),
+        &small_opts(),
+        &mut |_| {},
+    )
+    .unwrap_err();
     match &e {
         CopyError::Write { offset, .. } => assert_eq!(offset.0, 2 * (64 << 10) + 4096),
         other => panic!("{other:?}"),

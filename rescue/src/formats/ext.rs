@@ -215,6 +215,11 @@ impl Superblock {
                 "first data block {first_data_block} with {block_size}-byte blocks"
             ));
         }
+        if blocks_count.checked_mul(block_size).is_none() {
+            return corrupt(format!(
+                "{blocks_count} blocks of {block_size} bytes overflow"
+            ));
+        }
         if blocks_count <= first_data_block {
             return corrupt(format!("{blocks_count} blocks in total"));
         }
