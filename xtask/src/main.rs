@@ -33,5 +33,8 @@ fn main() -> anyhow::Result<()> {
 
 /// The workspace root (the parent of `xtask/`).
 pub fn project_root() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
