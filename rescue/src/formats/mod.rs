@@ -2,6 +2,7 @@
 //! and writer works over `Read + Seek` / `Write + Seek` so it is tested on a `Cursor`.
 
 pub mod ext;
+pub mod extents;
 pub mod gpt;
 pub mod lvm;
 pub mod mbr;
