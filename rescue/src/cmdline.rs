@@ -13,6 +13,28 @@ pub struct Plan {
     pub then: Then,
     /// Only the machine line on the console, and kernel messages kept quiet.
     pub quiet: bool,
+    /// convert: the disk holding the XenServer install (`sda`, `/dev/sda`,
+    /// `serial:<serial>` or `auto`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// convert: the disk that becomes the mirror (same forms as `source`).
+    #[serde(default)]
+    pub mirror: Option<String>,
+    /// convert: the mirror may be wiped although it is not blank (its name or serial).
+    #[serde(default)]
+    pub wipe: Option<String>,
+    /// convert: print the full plan, write nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// convert: md metadata per array role (`root`, `backup`, `logs`, `swap`, `sr`).
+    #[serde(default)]
+    pub metadata: std::collections::BTreeMap<String, String>,
+    /// convert: repartition the source and add it to the arrays (default yes).
+    #[serde(default)]
+    pub attach_source: bool,
+    /// convert: wait for the resync to finish before reporting (default no).
+    #[serde(default)]
+    pub wait_resync: bool,
 }
 
 impl Default for Plan {
@@ -21,6 +43,13 @@ impl Default for Plan {
             action: Action::Inspect,
             then: Then::Poweroff,
             quiet: false,
+            source: None,
+            mirror: None,
+            wipe: None,
+            dry_run: false,
+            metadata: Default::default(),
+            attach_source: true,
+            wait_resync: false,
         }
     }
 }
@@ -30,6 +59,8 @@ impl Default for Plan {
 pub enum Action {
     /// Read every disk and report what is on it; never writes.
     Inspect,
+    /// Convert a XenServer install on one disk to md RAID1 with a second disk.
+    Convert,
 }
 
 /// What the machine does once the report is out.
@@ -42,10 +73,11 @@ pub enum Then {
 }
 
 impl Action {
-    pub const CHOICES: &'static str = "inspect";
+    pub const CHOICES: &'static str = "inspect, convert";
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Inspect => "inspect",
+            Action::Convert => "convert",
         }
     }
 }
@@ -69,7 +101,21 @@ impl fmt::Display for ArgError {
 }
 
 /// The keys this build understands, for error messages.
-pub const KNOWN_KEYS: &[&str] = &["rescue.action", "rescue.then", "rescue.quiet"];
+pub const KNOWN_KEYS: &[&str] = &[
+    "rescue.action",
+    "rescue.then",
+    "rescue.quiet",
+    "rescue.source",
+    "rescue.mirror",
+    "rescue.wipe",
+    "rescue.dry-run",
+    "rescue.metadata",
+    "rescue.attach-source",
+    "rescue.wait-resync",
+];
+
+const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr"];
+const METADATA: &[&str] = &["0.90", "1.0", "1.2"];
 
 impl Plan {
     /// Applies one `key[=value]` setting (key with its `rescue.` prefix). Used by the
@@ -79,6 +125,7 @@ impl Plan {
             "rescue.action" => {
                 self.action = match required(value)? {
                     "inspect" => Action::Inspect,
+                    "convert" => Action::Convert,
                     other => {
                         return Err(format!(
                             "unknown action {other:?}: use one of {}",
@@ -96,6 +143,13 @@ impl Plan {
                 }
             }
             "rescue.quiet" => self.quiet = flag(value)?,
+            "rescue.source" => self.source = Some(disk_selector(value)?),
+            "rescue.mirror" => self.mirror = Some(disk_selector(value)?),
+            "rescue.wipe" => self.wipe = Some(disk_selector(value)?),
+            "rescue.dry-run" => self.dry_run = flag(value)?,
+            "rescue.attach-source" => self.attach_source = flag(value)?,
+            "rescue.wait-resync" => self.wait_resync = flag(value)?,
+            "rescue.metadata" => self.metadata = metadata_map(required(value)?)?,
             _ => {
                 return Err(format!(
                     "unknown rescue argument: remove it or use one of {}",
@@ -112,6 +166,50 @@ fn required(value: Option<&str>) -> Result<&str, String> {
         Some(v) if !v.is_empty() => Ok(v),
         _ => Err("needs a value (key=value)".to_string()),
     }
+}
+
+/// `sda`, `nvme0n1`, `/dev/...`, `serial:<serial>` or `auto`.
+fn disk_selector(value: Option<&str>) -> Result<String, String> {
+    let v = required(value)?;
+    let ok = v == "auto"
+        || v.strip_prefix("serial:").is_some_and(|s| !s.is_empty())
+        || (v.starts_with("/dev/") && v.len() > 5)
+        || (v.chars().all(|c| c.is_ascii_alphanumeric())
+            && v.chars().next().is_some_and(|c| c.is_ascii_lowercase()));
+    if ok {
+        Ok(v.to_string())
+    } else {
+        Err(format!(
+            "{v:?} is not a disk: use a kernel name (sda), a /dev path, serial:<serial> or auto"
+        ))
+    }
+}
+
+/// `1.2` for every array, or `root:1.0,sr:1.2` per role.
+fn metadata_map(v: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
+    let mut m = std::collections::BTreeMap::new();
+    for item in v.split(',') {
+        let (roles, version): (Vec<&str>, &str) = match item.split_once(':') {
+            Some((r, ver)) => (vec![r], ver),
+            None => (ROLES.to_vec(), item),
+        };
+        if !METADATA.contains(&version) {
+            return Err(format!(
+                "unknown md metadata {version:?}: use {}",
+                METADATA.join(", ")
+            ));
+        }
+        for r in roles {
+            if !ROLES.contains(&r) {
+                return Err(format!(
+                    "unknown array role {r:?}: use {}",
+                    ROLES.join(", ")
+                ));
+            }
+            m.insert(r.to_string(), version.to_string());
+        }
+    }
+    Ok(m)
 }
 
 /// A boolean switch: bare key means yes.

@@ -177,6 +177,36 @@ fn boot_and_run(s: &mut Session) {
 
     match s.plan.action {
         cmdline::Action::Inspect => s.report.disks = disks,
+        cmdline::Action::Convert => {
+            // The stick carries the rescue itself: never a source or a mirror.
+            let stick_dev = s.stick.as_ref().map(|m| m.device.display().to_string());
+            let candidates: Vec<inspect::Disk> = disks
+                .iter()
+                .filter(|d| {
+                    stick_dev
+                        .as_deref()
+                        .is_none_or(|dev| !dev.starts_with(&d.path))
+                })
+                .cloned()
+                .collect();
+            s.report.disks = disks;
+            if !s.report.errors.is_empty() {
+                s.report.errors.push(
+                    "convert not started because of the errors above: nothing was written".into(),
+                );
+                return;
+            }
+            let mut rep = crate::convert::ConvertReport::default();
+            let block = devices::list_disks(Path::new("/sys/block"));
+            let mut ctx = crate::convert::Ctx {
+                console: &mut s.console,
+                modules: &mut s.modules,
+            };
+            if let Err(e) = crate::convert::run(&mut ctx, &s.plan, &block, &candidates, &mut rep) {
+                s.report.errors.push(e);
+            }
+            s.report.convert = Some(rep);
+        }
     }
 }
 

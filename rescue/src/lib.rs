@@ -7,6 +7,7 @@
 
 pub mod clone;
 pub mod cmdline;
+pub mod convert;
 pub mod copier;
 pub mod devices;
 pub mod formats;

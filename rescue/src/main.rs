@@ -22,6 +22,9 @@ enum Command {
         #[arg(long = "disk", required = true)]
         disks: Vec<PathBuf>,
     },
+    /// Copy a partition or image: ext used blocks only, LVM PV metadata and allocated
+    /// extents only, swap header only, anything else every byte.
+    Clone(rescue::clone::CloneArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,6 +51,11 @@ fn main() -> anyhow::Result<()> {
             if !report.ok {
                 std::process::exit(1);
             }
+            Ok(())
+        }
+        Command::Clone(args) => {
+            let summary = rescue::clone::run(&args)?;
+            println!("{}", serde_json::to_string(&summary)?);
             Ok(())
         }
     }

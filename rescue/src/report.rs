@@ -27,6 +27,9 @@ pub struct Report {
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,
+    /// What `rescue.action=convert` planned and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub convert: Option<crate::convert::ConvertReport>,
 }
 
 impl Report {

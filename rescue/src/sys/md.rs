@@ -57,7 +57,10 @@ const MD_DISK_SYNC: i32 = 1 << 2;
 pub fn dev_numbers(path: &Path) -> io::Result<(u32, u32)> {
     let meta = std::fs::metadata(path)?;
     if !meta.file_type().is_block_device() {
-        return Err(io::Error::other(format!("{} is not a block device", path.display())));
+        return Err(io::Error::other(format!(
+            "{} is not a block device",
+            path.display()
+        )));
     }
     let rdev = meta.rdev();
     Ok((rustix::fs::major(rdev), rustix::fs::minor(rdev)))
@@ -70,7 +73,11 @@ pub fn create_device(n: u32) -> io::Result<PathBuf> {
         match std::fs::write("/sys/module/md_mod/parameters/new_array", format!("md{n}")) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(rustix::io::Errno::EXIST.raw_os_error()) => {}
-            Err(e) => return Err(io::Error::other(format!("create md{n}: {e} (is md_mod loaded?)"))),
+            Err(e) => {
+                return Err(io::Error::other(format!(
+                    "create md{n}: {e} (is md_mod loaded?)"
+                )))
+            }
         }
     }
     wait_for_path(&dev, Duration::from_secs(5))?;
@@ -81,7 +88,11 @@ pub fn wait_for_path(p: &Path, timeout: Duration) -> io::Result<()> {
     let start = Instant::now();
     while !p.exists() {
         if start.elapsed() > timeout {
-            return Err(io::Error::other(format!("{} did not appear within {} s", p.display(), timeout.as_secs())));
+            return Err(io::Error::other(format!(
+                "{} did not appear within {} s",
+                p.display(),
+                timeout.as_secs()
+            )));
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -91,9 +102,18 @@ pub fn wait_for_path(p: &Path, timeout: Duration) -> io::Result<()> {
 /// Starts an array from members whose 1.x/0.90 superblocks are already on disk
 /// (what `mdadm --assemble` and `--create ... missing` do after writing them).
 /// `members` are (device, slot) pairs.
-pub fn start_array(md: &Path, major_version: i32, minor_version: i32, members: &[(PathBuf, u32)]) -> io::Result<()> {
+pub fn start_array(
+    md: &Path,
+    major_version: i32,
+    minor_version: i32,
+    members: &[(PathBuf, u32)],
+) -> io::Result<()> {
     let fd = File::options().read(true).write(true).open(md)?;
-    let info = ArrayInfo { major_version, minor_version, ..Default::default() };
+    let info = ArrayInfo {
+        major_version,
+        minor_version,
+        ..Default::default()
+    };
     // raid_disks 0: "load superblocks of this format", not "build a 0.90 array".
     unsafe { ioctl(&fd, Setter::<SET_ARRAY_INFO, ArrayInfo>::new(info)) }
         .map_err(|e| io::Error::other(format!("SET_ARRAY_INFO on {}: {e}", md.display())))?;
@@ -117,7 +137,10 @@ pub fn start_array(md: &Path, major_version: i32, minor_version: i32, members: &
     }
     if let Err(e) = unsafe { ioctl(&fd, IntegerSetter::<RUN_ARRAY>::new_usize(0)) } {
         let _ = unsafe { ioctl(&fd, IntegerSetter::<STOP_ARRAY>::new_usize(0)) };
-        return Err(io::Error::other(format!("RUN_ARRAY on {}: {e}", md.display())));
+        return Err(io::Error::other(format!(
+            "RUN_ARRAY on {}: {e}",
+            md.display()
+        )));
     }
     Ok(())
 }
@@ -127,7 +150,13 @@ pub fn start_array(md: &Path, major_version: i32, minor_version: i32, members: &
 pub fn hot_add(md: &Path, dev: &Path) -> io::Result<()> {
     let fd = File::options().read(true).write(true).open(md)?;
     let (major, minor) = dev_numbers(dev)?;
-    let disk = DiskInfo { number: 0, major: major as i32, minor: minor as i32, raid_disk: 0, state: 0 };
+    let disk = DiskInfo {
+        number: 0,
+        major: major as i32,
+        minor: minor as i32,
+        raid_disk: 0,
+        state: 0,
+    };
     unsafe { ioctl(&fd, Setter::<ADD_NEW_DISK, DiskInfo>::new(disk)) }
         .map_err(|e| io::Error::other(format!("adding {} to {}: {e}", dev.display(), md.display())))
 }
@@ -170,7 +199,10 @@ pub fn array_state(md_name: &str) -> io::Result<ArrayState> {
     });
     Ok(ArrayState {
         array_state: read("md/array_state")?,
-        degraded: read("md/degraded").ok().and_then(|s| s.parse().ok()).unwrap_or(0),
+        degraded: read("md/degraded")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
         sync_action: read("md/sync_action").unwrap_or_default(),
         sync_completed,
         size_sectors: read("size").ok().and_then(|s| s.parse().ok()).unwrap_or(0),
@@ -181,6 +213,10 @@ pub fn array_state(md_name: &str) -> io::Result<ArrayState> {
 pub fn reread_partitions(disk: &Path) -> io::Result<()> {
     const BLKRRPART: Opcode = 0x125f;
     let fd = File::open(disk)?;
-    unsafe { ioctl(&fd, rustix::ioctl::NoArg::<BLKRRPART>::new()) }
-        .map_err(|e| io::Error::other(format!("re-reading the partition table of {}: {e}", disk.display())))
+    unsafe { ioctl(&fd, rustix::ioctl::NoArg::<BLKRRPART>::new()) }.map_err(|e| {
+        io::Error::other(format!(
+            "re-reading the partition table of {}: {e}",
+            disk.display()
+        ))
+    })
 }

@@ -168,3 +168,69 @@ pub fn kernel_log() -> String {
     }
     out
 }
+
+/// Bind-mounts `source` on `target` (creating the mount point).
+pub fn bind_mount(source: &Path, target: &Path) -> io::Result<()> {
+    std::fs::create_dir_all(target)?;
+    rustix::mount::mount_bind(source, target).map_err(|e| {
+        io::Error::other(format!(
+            "bind {} on {}: {e}",
+            source.display(),
+            target.display()
+        ))
+    })
+}
+
+/// Unmounts, detaching it if it is busy (a process that lingers must not block the job).
+pub fn unmount_lazy(target: &Path) -> io::Result<()> {
+    match rustix::mount::unmount(target, rustix::mount::UnmountFlags::empty()) {
+        Ok(()) => Ok(()),
+        Err(rustix::io::Errno::BUSY) => {
+            rustix::mount::unmount(target, rustix::mount::UnmountFlags::DETACH)
+                .map_err(io::Error::from)
+        }
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// Runs one of the target's own programs inside a chroot of `root`; returns the exit
+/// code and the combined output. `program` is looked up in the target's sbin/bin dirs.
+pub fn run_in_chroot(root: &Path, program: &str, args: &[&str]) -> io::Result<(i32, String)> {
+    use std::os::unix::process::CommandExt;
+    let dirs = ["usr/sbin", "usr/bin", "sbin", "bin"];
+    let Some(dir) = dirs.iter().find(|d| root.join(d).join(program).exists()) else {
+        return Err(io::Error::other(format!(
+            "{program} is not installed in the target ({})",
+            root.display()
+        )));
+    };
+    let inside = format!("/{dir}/{program}");
+    let root_owned = root.to_path_buf();
+    let mut cmd = std::process::Command::new(&inside);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("HOME", "/root")
+        .env("LANG", "C")
+        .env("TERM", "dumb")
+        .stdin(std::process::Stdio::null());
+    // SAFETY: chroot and chdir are async-signal-safe syscalls; nothing else runs here.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::chroot(&root_owned).map_err(io::Error::from)?;
+            rustix::process::chdir("/").map_err(io::Error::from)
+        });
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| io::Error::other(format!("start {inside} in {}: {e}", root.display())))?;
+    reap_orphans();
+    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.code().unwrap_or(-1), text))
+}
+
+/// PID 1 inherits every orphaned process: collect the ones that have exited.
+pub fn reap_orphans() {
+    while let Ok(Some(_)) = rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {}
+}

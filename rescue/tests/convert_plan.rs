@@ -1,0 +1,293 @@
+//! The conversion plan on XenServer 7.x images made with the real tools: the mirror
+//! layout fits, every array holds its content, room comes from the unused backup
+//! partition, and what the plan writes passes `sgdisk -v` and `mdadm --examine`.
+
+mod inspect_util;
+
+use inspect_util::*;
+use rescue::convert::plan::{self, ArrayRole, Options, Payload, PlanError, SourceFacts};
+use rescue::formats::{gpt, md};
+use rescue::inspect::{inspect_path, Disk};
+use std::fs::File;
+use std::path::Path;
+
+const MIB: u64 = 1 << 20;
+
+fn xs7(dir: &TempDir, size: u64, backup_fs: bool) -> std::path::PathBuf {
+    let img = dir.path("source.img");
+    xs7_gpt(&img, size, "ef02", true);
+    for (n, label, uuid) in [
+        (1, "root-qwerty", "01010101-0000-4000-8000-000000000001"),
+        (5, "logs-qwerty", "05050505-0000-4000-8000-000000000005"),
+    ] {
+        let (o, s) = part_range(&img, n);
+        mke2fs_at(&img, "ext3", label, uuid, o, s);
+    }
+    if backup_fs {
+        let (o, s) = part_range(&img, 2);
+        mke2fs_at(
+            &img,
+            "ext3",
+            "root-qwerty",
+            "02020202-0000-4000-8000-000000000002",
+            o,
+            s,
+        );
+    }
+    let (o, s) = part_range(&img, 6);
+    mkswap_at(
+        dir,
+        &img,
+        "swap-qwerty",
+        "06060606-0000-4000-8000-000000000006",
+        o,
+        s,
+    );
+    let (o, s) = part_range(&img, 3);
+    pv_at(
+        &img,
+        "AbCdEf-1234-5678-9abc-defg-hijk-lmnopq",
+        "VG_XenStorage-1d2c",
+        o,
+        s,
+    );
+    img
+}
+
+fn blank(dir: &TempDir, name: &str, size: u64) -> (std::path::PathBuf, Disk) {
+    let img = dir.path(name);
+    sparse_file(&img, size);
+    let d = inspect_path(&img).unwrap();
+    (img, d)
+}
+
+fn make_plan(src_img: &Path, mirror: &Disk) -> Result<plan::ConvertPlan, PlanError> {
+    let source = inspect_path(src_img).unwrap();
+    let table = gpt::read(&mut File::open(src_img).unwrap(), Some(512)).unwrap();
+    let opts = Options {
+        attach_source: true,
+        ..Default::default()
+    };
+    let mut seed = gpt::GuidSource::Seeded(7);
+    plan::plan(
+        &source,
+        &table,
+        mirror,
+        &SourceFacts::default(),
+        &opts,
+        &mut || seed.next_guid().unwrap(),
+    )
+}
+
+/// Invariants every plan must hold, whatever the disks.
+fn check_layout(p: &plan::ConvertPlan, mirror_size: u64) {
+    let last_usable = mirror_size / 512 - 34;
+    let mut by_start = p.partitions.clone();
+    by_start.sort_by_key(|x| x.start_lba);
+    let mut prev_end = 2047;
+    for x in &by_start {
+        assert!(x.start_lba > prev_end, "partition {} overlaps", x.number);
+        assert_eq!(
+            x.start_lba % 2048,
+            0,
+            "partition {} not 1 MiB aligned",
+            x.number
+        );
+        prev_end = x.start_lba + x.size_bytes / 512 - 1;
+    }
+    assert!(
+        prev_end <= last_usable,
+        "layout ends at {prev_end}, mirror's last usable LBA is {last_usable}"
+    );
+    // Physical order is kept.
+    let src_order: Vec<u32> = {
+        let mut v = p.partitions.clone();
+        v.sort_by_key(|x| x.source_start_lba);
+        v.iter().map(|x| x.number).collect()
+    };
+    assert_eq!(
+        src_order,
+        by_start.iter().map(|x| x.number).collect::<Vec<_>>()
+    );
+    for a in &p.arrays {
+        let part = p
+            .partitions
+            .iter()
+            .find(|x| x.number == a.partition)
+            .unwrap();
+        assert_eq!(part.size_bytes, a.member_size_bytes);
+        assert_eq!(part.type_guid, gpt::types::LINUX_RAID);
+        assert!(
+            a.data_size_bytes >= a.content_size_bytes,
+            "{:?} does not hold its content",
+            a.role
+        );
+        let geo = md::geometry(
+            plan::parse_metadata_version(&a.metadata).unwrap(),
+            rescue::units::Sectors(a.member_size_bytes / 512),
+            false,
+        )
+        .unwrap();
+        assert_eq!(geo.array_size.bytes().0, a.data_size_bytes);
+    }
+    let boot = p
+        .partitions
+        .iter()
+        .find(|x| x.role.as_deref() == Some("boot"))
+        .unwrap();
+    assert!(
+        boot.array.is_none(),
+        "md on the BIOS boot partition would be overwritten by grub-install"
+    );
+    assert_eq!(boot.type_guid, gpt::types::BIOS_BOOT);
+}
+
+#[test]
+fn equal_size_mirror_takes_room_from_the_empty_backup_partition() {
+    let dir = TempDir::new("plan-equal");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, false);
+    let (_, mirror) = blank(&dir, "mirror.img", size);
+    let p = make_plan(&src, &mirror).unwrap();
+    check_layout(&p, size);
+    let roles: Vec<(ArrayRole, &str, u32)> = p
+        .arrays
+        .iter()
+        .map(|a| (a.role, a.metadata.as_str(), a.partition))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (ArrayRole::Root, "1.0", 1),
+            (ArrayRole::Backup, "1.0", 2),
+            (ArrayRole::Logs, "1.2", 5),
+            (ArrayRole::Swap, "1.2", 6),
+            (ArrayRole::Sr, "1.2", 3)
+        ]
+    );
+    assert!(p.room.contains("backup partition 2"), "{}", p.room);
+    let backup = p.partitions.iter().find(|x| x.number == 2).unwrap();
+    assert!(backup.size_bytes < backup.source_size_bytes);
+    for n in [1, 3, 5, 6] {
+        let x = p.partitions.iter().find(|x| x.number == n).unwrap();
+        assert!(
+            x.size_bytes > x.source_size_bytes,
+            "partition {n} must grow by its md metadata"
+        );
+    }
+    assert!(matches!(p.arrays[0].payload, Payload::Ext { .. }));
+    assert!(matches!(p.arrays[1].payload, Payload::Empty));
+}
+
+#[test]
+fn larger_mirror_keeps_the_backup_partition_whole() {
+    let dir = TempDir::new("plan-larger");
+    let src = xs7(&dir, 224 * MIB, false);
+    let (_, mirror) = blank(&dir, "mirror.img", 256 * MIB);
+    let p = make_plan(&src, &mirror).unwrap();
+    check_layout(&p, 256 * MIB);
+    let backup = p.partitions.iter().find(|x| x.number == 2).unwrap();
+    assert!(backup.size_bytes >= backup.source_size_bytes);
+    assert!(p.room.contains("after the last partition"), "{}", p.room);
+}
+
+#[test]
+fn used_backup_partition_and_equal_mirror_is_too_small() {
+    let dir = TempDir::new("plan-backup-used");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, true);
+    let (_, mirror) = blank(&dir, "mirror.img", size);
+    match make_plan(&src, &mirror) {
+        Err(PlanError::TooSmall {
+            needed, min_size, ..
+        }) => {
+            assert!(needed > 0 && min_size > size);
+        }
+        other => panic!("expected TooSmall, got {other:?}"),
+    }
+}
+
+#[test]
+fn smaller_mirror_is_refused() {
+    let dir = TempDir::new("plan-smaller");
+    let src = xs7(&dir, 224 * MIB, false);
+    let (_, mirror) = blank(&dir, "mirror.img", 160 * MIB);
+    assert!(matches!(
+        make_plan(&src, &mirror),
+        Err(PlanError::TooSmall { .. })
+    ));
+}
+
+#[test]
+fn written_table_and_superblocks_pass_sgdisk_and_mdadm() {
+    let dir = TempDir::new("plan-write");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, false);
+    let (mirror_img, mirror) = blank(&dir, "mirror.img", size);
+    let plan = make_plan(&src, &mirror).unwrap();
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .open(&mirror_img)
+        .unwrap();
+    rescue::convert::write_table(&mut f, &plan, false).unwrap();
+    drop(f);
+    let v = run("sgdisk", &["-v", p(&mirror_img)]);
+    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
+    for x in &plan.partitions {
+        let i = sgdisk_info(&mirror_img, x.number);
+        assert_eq!(
+            (i.first, i.last),
+            (x.start_lba, x.start_lba + x.size_bytes / 512 - 1),
+            "partition {}",
+            x.number
+        );
+    }
+    for a in &plan.arrays {
+        let x = plan
+            .partitions
+            .iter()
+            .find(|x| x.number == a.partition)
+            .unwrap();
+        let lo = Loop::new(&mirror_img, x.start_lba * 512, x.size_bytes);
+        rescue::convert::write_superblock(Path::new(&lo.0), &plan, a, false).unwrap();
+        let ex = run("mdadm", &["--examine", &lo.0]);
+        assert!(ex.contains(&format!("Version : {}", a.metadata)), "{ex}");
+        assert!(ex.contains(&format!("Array UUID : {}", a.uuid)), "{ex}");
+        assert!(
+            ex.contains(&format!("Name : xenserver:{}", a.role.as_str())),
+            "{ex}"
+        );
+        assert!(
+            ex.contains("Raid Level : raid1") && ex.contains("Raid Devices : 2"),
+            "{ex}"
+        );
+        assert!(ex.contains("- correct"), "checksum: {ex}");
+        assert!(ex.contains("Array State : A."), "{ex}");
+        assert!(
+            ex.contains(&format!("Array Size : {} KiB", a.data_size_bytes / 1024)),
+            "{ex}"
+        );
+    }
+    let _ = src;
+}
+
+#[test]
+fn source_that_is_not_xenserver_is_refused() {
+    let dir = TempDir::new("plan-notxs");
+    let (a, _) = blank(&dir, "a.img", 64 * MIB);
+    run("sgdisk", &["-n1:0:0", "-t1:8300", p(&a)]);
+    let (_, mirror) = blank(&dir, "b.img", 64 * MIB);
+    let source = inspect_path(&a).unwrap();
+    let table = gpt::read(&mut File::open(&a).unwrap(), Some(512)).unwrap();
+    let mut seed = gpt::GuidSource::Seeded(1);
+    let r = plan::plan(
+        &source,
+        &table,
+        &mirror,
+        &SourceFacts::default(),
+        &Options::default(),
+        &mut || seed.next_guid().unwrap(),
+    );
+    assert!(matches!(r, Err(PlanError::NotXenServer(_))), "{r:?}");
+}
