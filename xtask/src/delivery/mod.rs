@@ -98,8 +98,11 @@ fn stage_dir(name: &str) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Relative path -> (bytes, sha256) of every file under `dir`.
-pub fn tree_digest(dir: &Path) -> anyhow::Result<BTreeMap<String, (u64, String)>> {
+/// Relative path -> (bytes, sha256).
+pub type Digest = BTreeMap<String, (u64, String)>;
+
+/// The [`Digest`] of every file under `dir`.
+pub fn tree_digest(dir: &Path) -> anyhow::Result<Digest> {
     let mut out = BTreeMap::new();
     let mut todo = vec![dir.to_path_buf()];
     while let Some(d) = todo.pop() {
@@ -123,7 +126,7 @@ fn build_staged(
     name: &str,
     check: bool,
     make: impl Fn(&Path) -> anyhow::Result<()>,
-) -> anyhow::Result<(PathBuf, BTreeMap<String, (u64, String)>)> {
+) -> anyhow::Result<(PathBuf, Digest)> {
     let first = stage_dir(&format!("{name}-a"))?;
     make(&first)?;
     let digest = tree_digest(&first)?;
@@ -193,7 +196,7 @@ fn replace_if_changed(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 /// Records `key`'s files (path relative to target/rescue, bytes, sha256) in
 /// `target/rescue/delivery-manifest.json`, keeping the other key's record.
-fn record(key: &str, files: &BTreeMap<String, (u64, String)>, prefix: &str) -> anyhow::Result<()> {
+fn record(key: &str, files: &Digest, prefix: &str) -> anyhow::Result<()> {
     let path = crate::build::output_dir().join("delivery-manifest.json");
     let mut doc: serde_json::Map<String, serde_json::Value> = std::fs::read(&path)
         .ok()
