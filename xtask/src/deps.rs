@@ -33,7 +33,8 @@ pub const TEST: &[(&str, &str)] = &[
 /// Firmware files QEMU tests boot with, and their packages.
 pub const TEST_FILES: &[(&str, &str)] = &[
     ("/usr/share/seabios/bios-256k.bin", "seabios"),
-    ("/usr/share/qemu/pxe-virtio.rom", "ipxe-qemu"),
+    ("/usr/lib/ipxe/qemu/efi-virtio.rom", "ipxe-qemu"),
+    ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
 ];
 
 /// Makes sure every tool is present, installing the missing packages when root.

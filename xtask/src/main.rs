@@ -31,9 +31,9 @@ enum Verb {
     /// Performance figures: `boot` (default) or `clone`.
     Bench { what: Option<String> },
     /// PXE bundle in target/rescue/pxe/ (pxelinux, iPXE and GRUB netboot examples).
-    Pxe,
+    Pxe(delivery::DeliveryArgs),
     /// BIOS+UEFI USB stick image target/rescue/rescue-usb.img.
-    Usb,
+    Usb(delivery::DeliveryArgs),
     /// Build (or fetch from cache) a XenServer-like fixture image: `xs7`, `xs7-nosr`, `xs6`.
     Fixture { name: String },
 }
@@ -53,8 +53,8 @@ fn main() -> anyhow::Result<()> {
                 anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot` or `clone`")
             }
         },
-        Verb::Pxe => delivery::pxe::run(&sh).map(|p| println!("{}", p.display())),
-        Verb::Usb => delivery::usb::run(&sh).map(|p| println!("{}", p.display())),
+        Verb::Pxe(args) => delivery::pxe::run(&sh, &args).map(|p| println!("{}", p.display())),
+        Verb::Usb(args) => delivery::usb::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Fixture { name } => {
             fixture::run(&sh, &name).map(|path| println!("{}", path.display()))
         }

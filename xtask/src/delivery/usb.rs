@@ -1,7 +1,350 @@
-//! `cargo xtask usb`: TODO, being written.
+//! `cargo xtask usb`: `target/rescue/rescue-usb.img`, a stick image that boots on BIOS
+//! (syslinux: `mbr.bin` in the MBR, ldlinux in the partition's boot sector) and on UEFI
+//! (systemd-boot as `\EFI\BOOT\BOOTX64.EFI`) from one FAT32 partition labelled `RESCUE`,
+//! which also holds the operator's `rescue.conf` and the `reports/` the rescue writes.
+//!
+//! Everything is written to the image file with mkfs.fat, syslinux and mtools at a byte
+//! offset (no loop device); `SOURCE_DATE_EPOCH` fixes every FAT timestamp and a fixed
+//! volume serial and disk signature make the image byte-reproducible.
 
-use xshell::Shell;
+use super::{DeliveryArgs, ENTRIES, MENU_MODULES, MENU_TIMEOUT_S};
+use anyhow::{bail, Context};
+use std::io::{Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use xshell::{cmd, Shell};
 
-pub fn run(_sh: &Shell) -> anyhow::Result<std::path::PathBuf> {
-    anyhow::bail!("usb is not written yet")
+pub const IMAGE: &str = "rescue-usb.img";
+pub const LABEL: &str = "RESCUE";
+/// FAT volume serial and MBR disk signature ("RSCU"): fixed for reproducibility.
+pub const VOLUME_ID: u32 = 0x5253_4355;
+const SECTOR: u64 = 512;
+const MIB: u64 = 1 << 20;
+/// The partition starts at 1 MiB, as every partitioning tool does today.
+pub const PART_START_LBA: u64 = 2048;
+/// FAT32 with 512-byte clusters needs 65525 clusters: keep well above that.
+const MIN_PART_MIB: u64 = 40;
+/// Room left for reports and logs, and for an operator's own files.
+const HEADROOM_MIB: u64 = 32;
+
+pub fn run(sh: &Shell, args: &DeliveryArgs) -> anyhow::Result<PathBuf> {
+    let built = super::prepare(sh)?;
+    let epoch = super::source_date_epoch()?;
+    let (stage, digest) = super::build_staged("usb", args.check_reproducible, |dir| {
+        assemble(
+            sh,
+            &dir.join(IMAGE),
+            &built.vmlinuz,
+            &built.initramfs,
+            epoch,
+        )
+    })?;
+    let out = built.dir.join(IMAGE);
+    super::replace_if_changed(&stage.join(IMAGE), &out)?;
+    std::fs::remove_dir_all(&stage)?;
+    super::record("usb", &digest, "")?;
+    let (size, sha) = &digest[IMAGE];
+    eprintln!(
+        "xtask: USB image {} ({} MiB, sha256 {sha})",
+        out.display(),
+        size / MIB
+    );
+    Ok(out)
+}
+
+/// Builds the image at `img` (which must not exist yet).
+pub fn assemble(
+    sh: &Shell,
+    img: &Path,
+    vmlinuz: &Path,
+    initramfs: &Path,
+    epoch: u64,
+) -> anyhow::Result<()> {
+    let payload = std::fs::metadata(vmlinuz)?.len() + std::fs::metadata(initramfs)?.len();
+    let part_mib = (payload.div_ceil(MIB) + HEADROOM_MIB)
+        .max(MIN_PART_MIB)
+        .next_multiple_of(8);
+    let part_sectors = part_mib * MIB / SECTOR;
+    let total = PART_START_LBA * SECTOR + part_mib * MIB;
+    std::fs::File::create_new(img)
+        .with_context(|| format!("create {}", img.display()))?
+        .set_len(total)?;
+
+    // Generated text files go to a scratch directory next to the image.
+    let files = img.with_extension("files");
+    std::fs::create_dir_all(&files)?;
+    let text = |name: &str, body: String| -> anyhow::Result<PathBuf> {
+        let p = files.join(name);
+        std::fs::write(&p, body)?;
+        Ok(p)
+    };
+
+    let _epoch = sh.push_env("SOURCE_DATE_EPOCH", epoch.to_string());
+    let _tz = sh.push_env("TZ", "UTC");
+    // mtools otherwise refuses a FAT whose size is not a whole number of "tracks".
+    let _skip = sh.push_env("MTOOLS_SKIP_CHECK", "1");
+    let offset_s = PART_START_LBA.to_string();
+    let kib = (part_mib * 1024).to_string();
+    let volid = format!("{VOLUME_ID:08x}");
+    cmd!(
+        sh,
+        "mkfs.fat -F 32 -s 1 -n {LABEL} --invariant -i {volid} --offset {offset_s} -h {offset_s} {img} {kib}"
+    )
+    .quiet()
+    .ignore_stdout()
+    .run()?;
+    let at = format!("{}@@{}", img.display(), PART_START_LBA * SECTOR);
+    for d in [
+        "::/syslinux",
+        "::/EFI",
+        "::/EFI/BOOT",
+        "::/loader",
+        "::/loader/entries",
+        "::/reports",
+    ] {
+        cmd!(sh, "mmd -i {at} {d}").quiet().run()?;
+    }
+    let offset_b = (PART_START_LBA * SECTOR).to_string();
+    cmd!(
+        sh,
+        "syslinux --install --offset {offset_b} --directory /syslinux {img}"
+    )
+    .quiet()
+    .run()?;
+    let put = |from: &Path, to: &str| -> anyhow::Result<()> {
+        cmd!(sh, "mcopy -i {at} {from} {to}").quiet().run()?;
+        Ok(())
+    };
+    put(vmlinuz, "::/vmlinuz")?;
+    put(initramfs, "::/initramfs.cpio.gz")?;
+    for m in MENU_MODULES.iter().filter(|m| **m != "ldlinux.c32") {
+        put(
+            &Path::new(super::SYSLINUX_MODULES).join(m),
+            &format!("::/syslinux/{m}"),
+        )?;
+    }
+    put(
+        &text(
+            "syslinux.cfg",
+            super::pxe::syslinux_cfg(
+                "Xenraid rescue USB stick, BIOS boot menu (syslinux). Generated by `cargo xtask usb`.\n\
+                 # The UEFI menu is in /loader/ (systemd-boot): keep both in step.",
+                "/",
+            ),
+        )?,
+        "::/syslinux/syslinux.cfg",
+    )?;
+    put(
+        Path::new(super::SYSTEMD_BOOT_EFI),
+        "::/EFI/BOOT/BOOTX64.EFI",
+    )?;
+    put(
+        &text("loader.conf", loader_conf())?,
+        "::/loader/loader.conf",
+    )?;
+    for (n, e) in ENTRIES.iter().enumerate() {
+        let name = entry_file(n, e.id);
+        put(
+            &text(&name, loader_entry(n, e))?,
+            &format!("::/loader/entries/{name}"),
+        )?;
+    }
+    put(&text("rescue.conf", RESCUE_CONF.into())?, "::/rescue.conf")?;
+    std::fs::remove_dir_all(&files)?;
+
+    let mbr_code = std::fs::read(super::SYSLINUX_MBR)
+        .with_context(|| format!("read {}", super::SYSLINUX_MBR))?;
+    let mbr = mbr(&mbr_code, PART_START_LBA, part_sectors, total / SECTOR)?;
+    let mut f = std::fs::OpenOptions::new().write(true).open(img)?;
+    f.seek(SeekFrom::Start(0))?;
+    f.write_all(&mbr)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn entry_file(n: usize, id: &str) -> String {
+    format!("{}0-{id}.conf", n + 1)
+}
+
+fn loader_conf() -> String {
+    format!(
+        "# Xenraid rescue USB stick, UEFI boot menu (systemd-boot). Generated by `cargo xtask usb`.\n\
+         # The BIOS menu is /syslinux/syslinux.cfg: keep both in step. `e` edits an entry.\n\
+         default {}\n\
+         timeout {MENU_TIMEOUT_S}\n\
+         console-mode keep\n\
+         editor yes\n",
+        entry_file(0, ENTRIES[0].id)
+    )
+}
+
+fn loader_entry(n: usize, e: &super::Entry) -> String {
+    format!(
+        "title {}\n\
+         sort-key xenraid-{n}\n\
+         linux /vmlinuz\n\
+         initrd /initramfs.cpio.gz\n\
+         options {}\n",
+        e.title,
+        e.cmdline()
+    )
+}
+
+/// A master boot record: the syslinux boot code, a fixed disk signature and one active
+/// FAT32 (LBA) partition.
+pub fn mbr(code: &[u8], start: u64, sectors: u64, disk_sectors: u64) -> anyhow::Result<[u8; 512]> {
+    if code.len() > 440 {
+        bail!(
+            "{} is {} bytes, more than the 440 bytes of MBR boot code: is syslinux-common intact?",
+            super::SYSLINUX_MBR,
+            code.len()
+        );
+    }
+    let (Ok(lba), Ok(count)) = (u32::try_from(start), u32::try_from(sectors)) else {
+        bail!("the partition does not fit an MBR (over 2 TiB): make the image smaller");
+    };
+    if start + sectors > disk_sectors {
+        bail!("the partition ends past the end of the image");
+    }
+    let mut m = [0u8; 512];
+    m[..code.len()].copy_from_slice(code);
+    m[440..444].copy_from_slice(&VOLUME_ID.to_le_bytes());
+    let p = &mut m[446..462];
+    p[0] = 0x80;
+    p[1..4].copy_from_slice(&chs(start));
+    p[4] = 0x0c;
+    p[5..8].copy_from_slice(&chs(start + sectors - 1));
+    p[8..12].copy_from_slice(&lba.to_le_bytes());
+    p[12..16].copy_from_slice(&count.to_le_bytes());
+    m[510] = 0x55;
+    m[511] = 0xaa;
+    Ok(m)
+}
+
+/// CHS in the usual 255 heads x 63 sectors translation, saturating past cylinder 1023.
+fn chs(lba: u64) -> [u8; 3] {
+    let (heads, spt) = (255u64, 63u64);
+    let c = lba / (heads * spt);
+    if c > 1023 {
+        return [0xfe, 0xff, 0xff];
+    }
+    let h = (lba / spt) % heads;
+    let s = lba % spt + 1;
+    [h as u8, (s as u8) | (((c >> 2) & 0xc0) as u8), c as u8]
+}
+
+/// What an operator edits on any laptop; everything is commented out so the boot menu's
+/// kernel arguments decide.
+pub const RESCUE_CONF: &str = "\
+# Xenraid rescue settings, read at boot from this stick (the FAT volume labelled RESCUE).
+# Edit it on any computer. One setting a line: `key = value`; `#` starts a comment;
+# a key alone (like `rescue.quiet`) means yes.
+#
+# Everything below is commented out: the boot menu entry you pick decides. A kernel
+# argument (from the menu entry, or one you add with Tab in the BIOS menu or `e` in the
+# UEFI menu) wins over this file when both set the same key.
+# A key or value the rescue does not know stops it with an error naming the line here,
+# before anything is written to any disk.
+
+# What to do: `inspect` (read-only report of the disks) or `convert` (build the RAID1
+# mirror on the second disk).
+# rescue.action = inspect
+
+# With convert: check everything and print the plan, write nothing.
+# rescue.dry-run
+
+# With convert: the disk XenServer runs from and the blank disk to mirror it onto.
+# `auto` lets the rescue pick them (the inspect report shows what it sees).
+# rescue.source = auto
+# rescue.mirror = auto
+
+# After the action: poweroff, reboot or halt.
+# rescue.then = poweroff
+
+# Fewer lines on the console (the report and the log on this stick stay complete).
+# rescue.quiet
+
+# Every boot writes reports/<UTC time>-<host name or disk serial>.json (the RESCUE-REPORT
+# line) and a .log beside it (the whole console) to this stick.
+";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mbr_has_one_active_fat32_partition() {
+        let m = mbr(&[0xfa; 440], 2048, 98304, 100352).unwrap();
+        assert_eq!(&m[510..], &[0x55, 0xaa]);
+        assert_eq!(m[446], 0x80);
+        assert_eq!(m[450], 0x0c);
+        assert_eq!(u32::from_le_bytes(m[454..458].try_into().unwrap()), 2048);
+        assert_eq!(u32::from_le_bytes(m[458..462].try_into().unwrap()), 98304);
+        assert!(m[462..510].iter().all(|b| *b == 0));
+        // 2048 = head 32, sector 33, cylinder 0.
+        assert_eq!(&m[447..450], &[32, 33, 0]);
+    }
+
+    #[test]
+    fn mbr_rejects_what_does_not_fit() {
+        assert!(mbr(&[0; 441], 2048, 10, 4096).is_err());
+        assert!(mbr(&[0; 440], 2048, 4096, 4096).is_err());
+        assert!(mbr(&[0; 440], 2048, 1 << 33, 1 << 34).is_err());
+    }
+
+    /// Builds with the real tools from small stand-in payloads: the same epoch gives the
+    /// same bytes across a FAT time step, another epoch changes them (so the dates really
+    /// come from SOURCE_DATE_EPOCH and the comparison can fail).
+    #[test]
+    fn image_bytes_depend_on_the_epoch_not_the_clock() {
+        let dir = std::env::temp_dir().join(format!("xenraid-usb-repro-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let (k, i) = (dir.join("vmlinuz"), dir.join("initrd"));
+        std::fs::write(&k, vec![0x4b; 300_000]).unwrap();
+        std::fs::write(&i, vec![0x49; 200_000]).unwrap();
+        let sh = Shell::new().unwrap();
+        let build = |name: &str, epoch: u64| {
+            let img = dir.join(name);
+            assemble(&sh, &img, &k, &i, epoch).unwrap();
+            crate::build::sha256_hex(&std::fs::read(img).unwrap())
+        };
+        let a = build("a.img", 1_704_067_200);
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let b = build("b.img", 1_704_067_200);
+        let c = build("c.img", 1_704_067_200 + 86_400);
+        assert_eq!(a, b, "two builds with the same SOURCE_DATE_EPOCH differ");
+        assert_ne!(a, c, "the epoch does not reach the FAT dates");
+        let fdisk = std::process::Command::new("sfdisk")
+            .arg("--dump")
+            .arg(dir.join("a.img"))
+            .output()
+            .expect("sfdisk (util-linux fdisk package) is needed");
+        let dump = String::from_utf8_lossy(&fdisk.stdout);
+        assert!(
+            dump.contains("start=        2048, size=       81920, type=c, bootable"),
+            "{dump}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn rescue_conf_sets_nothing() {
+        for (n, l) in RESCUE_CONF.lines().enumerate() {
+            let l = l.trim();
+            assert!(l.is_empty() || l.starts_with('#'), "line {}: {l}", n + 1);
+        }
+        for key in [
+            "rescue.action",
+            "rescue.dry-run",
+            "rescue.source",
+            "rescue.mirror",
+            "rescue.then",
+            "rescue.quiet",
+        ] {
+            assert!(
+                RESCUE_CONF.contains(&format!("# {key}")),
+                "{key} undocumented"
+            );
+        }
+    }
 }
