@@ -87,13 +87,13 @@ pub struct Settled {
     pub stable: bool,
 }
 
-/// Waits until the set of disks (with their sizes) has not changed for `quiet`, at most
-/// `deadline`. Drivers probe asynchronously (libata, NVMe, USB), so "modules loaded"
+/// Waits until the set of disks (with their sizes) has not changed for `quiet()` (asked
+/// on every poll: the bus mix decides how patient to be), at most `deadline`. Drivers probe asynchronously (libata, NVMe, USB), so "modules loaded"
 /// does not mean "disks present". `on_tick` runs on every poll (coldplug: load drivers
 /// for devices that appeared); it returns true when it changed something.
 pub fn wait_for_settle(
     sys_block: &Path,
-    quiet: Duration,
+    quiet: impl Fn() -> Duration,
     deadline: Duration,
     mut on_tick: impl FnMut() -> bool,
 ) -> Settled {
@@ -116,7 +116,7 @@ pub fn wait_for_settle(
             last = now;
             last_change = Instant::now();
         }
-        if last_change.elapsed() >= quiet {
+        if last_change.elapsed() >= quiet() {
             return Settled {
                 waited: start.elapsed(),
                 stable: true,
@@ -204,7 +204,7 @@ mod tests {
         );
         let settled = wait_for_settle(
             &dir,
-            Duration::from_millis(50),
+            || Duration::from_millis(50),
             Duration::from_secs(5),
             || false,
         );
@@ -212,7 +212,7 @@ mod tests {
         let mut ticks = 0;
         let busy = wait_for_settle(
             &dir,
-            Duration::from_millis(50),
+            || Duration::from_millis(50),
             Duration::from_millis(300),
             || {
                 ticks += 1;

@@ -17,6 +17,18 @@ use std::time::Duration;
 
 /// Quiet period and upper bound for block devices to stop appearing.
 const SETTLE_QUIET: Duration = Duration::from_millis(300);
+/// USB enumerates slowly (port debounce and reset, then the SCSI scan of the stick):
+/// with a USB bus present, wait longer before calling the disks settled.
+const SETTLE_QUIET_USB: Duration = Duration::from_millis(1500);
+
+fn settle_quiet() -> Duration {
+    let usb = std::fs::read_dir("/sys/bus/usb/devices").map(|mut d| d.next().is_some()).unwrap_or(false);
+    if usb {
+        SETTLE_QUIET_USB
+    } else {
+        SETTLE_QUIET
+    }
+}
 const SETTLE_DEADLINE: Duration = Duration::from_secs(15);
 
 /// Writes every line to each console the kernel arguments name (serial and VGA both),
@@ -139,7 +151,7 @@ fn boot_and_run(s: &mut Session) {
     let modules = &mut s.modules;
     let settled = devices::wait_for_settle(
         Path::new("/sys/block"),
-        SETTLE_QUIET,
+        settle_quiet,
         SETTLE_DEADLINE,
         || modules.coldplug(),
     );
@@ -328,6 +340,7 @@ pub struct Modules {
     pub loaded: BTreeSet<String>,
     /// Tried and failed or not applicable; never retried.
     tried: BTreeSet<String>,
+    seen_aliases: Vec<String>,
     pub warnings: Vec<String>,
 }
 
@@ -351,20 +364,27 @@ impl Modules {
             index,
             loaded: BTreeSet::new(),
             tried: BTreeSet::new(),
+            seen_aliases: Vec::new(),
             warnings,
         }
     }
 
     /// Loads drivers for every device present that has none yet (what udev's coldplug
     /// does). Returns true when it loaded something: new devices may follow.
+    /// A device that appeared counts as activity too: its driver's probe may still
+    /// be on its way to a disk.
     pub fn coldplug(&mut self) -> bool {
+        let aliases = devices::modaliases(Path::new("/sys/bus"));
+        let new_devices = aliases != self.seen_aliases;
         let wanted: BTreeSet<String> = self
             .index
-            .matching(&devices::modaliases(Path::new("/sys/bus")))
+            .matching(&aliases)
             .into_iter()
             .filter(|m| !self.tried.contains(m))
             .collect();
-        !wanted.is_empty() && self.load(&wanted) > 0
+        self.seen_aliases = aliases;
+        let loaded = !wanted.is_empty() && self.load(&wanted) > 0;
+        new_devices || loaded
     }
 
     /// Loads the named modules (and their dependencies); returns how many were loaded.
