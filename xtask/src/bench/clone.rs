@@ -132,7 +132,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         })?;
         time("partclone.extfs -b", sh, &|sh| {
             let log = dir.join("partclone.log");
-            cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -o {dst}")
+            cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -O {dst}")
                 .quiet()
                 .ignore_stderr()
                 .run()?;
