@@ -197,7 +197,7 @@ where
     T: WriteAt,
 {
     let align = opts.align.max(1);
-    if opts.chunk == 0 || opts.chunk % align != 0 {
+    if opts.chunk == 0 || !opts.chunk.is_multiple_of(align) {
         return Err(CopyError::BadOptions {
             chunk: opts.chunk,
             align,

@@ -12,13 +12,15 @@ use std::path::{Path, PathBuf};
 
 const MIB: u64 = 1 << 20;
 
+/// One group per dumpe2fs: free count, BLOCK_UNINIT flag, free block ranges (inclusive).
+type GroupDump = (u64, bool, Vec<(u64, u64)>);
+
 /// What `dumpe2fs` says about an image.
 struct Dump {
     block_count: u64,
     free_blocks: u64,
     block_size: u64,
-    /// Per group: free count, BLOCK_UNINIT flag, free block ranges (inclusive).
-    groups: Vec<(u64, bool, Vec<(u64, u64)>)>,
+    groups: Vec<GroupDump>,
 }
 
 fn header_field(h: &str, key: &str) -> u64 {
@@ -34,7 +36,7 @@ fn dumpe2fs(img: &Path) -> Dump {
     let img = img.to_str().unwrap();
     let h = run("dumpe2fs", &["-h", img]);
     let full = run("dumpe2fs", &[img]);
-    let mut groups: Vec<(u64, bool, Vec<(u64, u64)>)> = Vec::new();
+    let mut groups: Vec<GroupDump> = Vec::new();
     for l in full.lines() {
         if l.starts_with("Group ") && l.contains(": (Blocks ") {
             groups.push((u64::MAX, l.contains("BLOCK_UNINIT"), Vec::new()));

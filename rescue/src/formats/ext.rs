@@ -327,7 +327,7 @@ impl Superblock {
         if g <= 1 || self.feature_ro_compat & RO_COMPAT_SPARSE_SUPER == 0 {
             return true;
         }
-        if g % 2 == 0 {
+        if g.is_multiple_of(2) {
             return false;
         }
         is_power_of(g, 3) || is_power_of(g, 5) || is_power_of(g, 7)
@@ -372,7 +372,7 @@ impl Superblock {
 }
 
 fn is_power_of(mut n: u64, base: u64) -> bool {
-    while n % base == 0 {
+    while n.is_multiple_of(base) {
         n /= base;
     }
     n == 1
@@ -596,7 +596,7 @@ fn bitmap_runs(bitmap: &[u8], n: u64, mut run: impl FnMut(u64, u64)) -> u64 {
     while i < n {
         let byte = bitmap[(i / 8) as usize];
         // Whole bytes that continue the current state go fast.
-        if i % 8 == 0 && i + 8 <= n && (byte == 0 || byte == 0xFF) {
+        if i.is_multiple_of(8) && i + 8 <= n && (byte == 0 || byte == 0xFF) {
             let set = byte == 0xFF;
             match (set, start) {
                 (true, None) => start = Some(i),

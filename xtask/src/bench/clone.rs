@@ -132,7 +132,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         })?;
         time("partclone.extfs -b", sh, &|sh| {
             let log = dir.join("partclone.log");
-            cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -o {dst}")
+            cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -O {dst}")
                 .quiet()
                 .ignore_stderr()
                 .run()?;
@@ -154,6 +154,8 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         let copied = cmd!(sh, "cp -ax {from} {to}").run();
         cmd!(sh, "umount {mdst}").run()?;
         cmd!(sh, "umount {msrc}").run()?;
+        // The loop device's backing file may still be dirty in the page cache.
+        cmd!(sh, "sync").run()?;
         copied?;
         let secs = t.elapsed().as_secs_f64();
         eprintln!("cp -ax {fill}%: {secs:.2} s");
