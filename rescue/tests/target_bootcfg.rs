@@ -45,10 +45,16 @@ fn grub_7x_rewritten() {
                 assert!(!new.contains(md), "{md} is not needed at boot");
             }
         } else {
-            assert_eq!(new.trim(), format!("search --fs-uuid --set root {ROOT_FS_UUID}"));
+            assert_eq!(
+                new.trim(),
+                format!("search --fs-uuid --set root {ROOT_FS_UUID}")
+            );
         }
     }
-    assert_eq!(out.lines().take(4).collect::<Vec<_>>()[1..], ["insmod part_gpt", "insmod diskfilter", "insmod mdraid1x"]);
+    assert_eq!(
+        out.lines().take(4).collect::<Vec<_>>()[1..],
+        ["insmod part_gpt", "insmod diskfilter", "insmod mdraid1x"]
+    );
     assert!(!out.contains("mdraid09"));
     // Initrd lines get no arguments.
     for l in out.lines().filter(|l| l.contains("initrd")) {
@@ -61,12 +67,18 @@ fn grub_xen_boot_and_linux_entries_rewritten() {
     let out = rewrite_grub_cfg(GRUB_CFG_XEN_BOOT, &conv6_like_root_label()).unwrap();
     insta::assert_snapshot!(out);
     grub_script_check(&out, "grub-xenboot-after");
-    assert_eq!(rewrite_grub_cfg(&out, &conv6_like_root_label()).unwrap(), out);
+    assert_eq!(
+        rewrite_grub_cfg(&out, &conv6_like_root_label()).unwrap(),
+        out
+    );
     assert!(!out.contains("rd.md=0"));
     assert!(!out.contains("rd.auto=0"));
     assert!(out.contains("\tsearch --no-floppy --fs-uuid --set=root 0f3c5a0e-"));
     assert!(out.contains("\tlinux /boot/vmlinuz-4.19-xen root=UUID=0f3c5a0e-"));
-    assert!(out.contains("insmod mdraid09\n"), "a 0.90 array needs mdraid09");
+    assert!(
+        out.contains("insmod mdraid09\n"),
+        "a 0.90 array needs mdraid09"
+    );
 }
 
 /// conv7 labels with one 0.90 array, to exercise `mdraid09`.
@@ -80,7 +92,9 @@ fn conv6_like_root_label() -> rescue::target::Conversion {
 fn grub_existing_insmods_are_not_repeated() {
     let cfg = format!("insmod part_gpt\ninsmod diskfilter\n{GRUB_CFG_7}");
     let out = rewrite_grub_cfg(&cfg, &conv7()).unwrap();
-    assert!(out.starts_with("# xenraid: modules to read /boot from md RAID1\ninsmod mdraid1x\ninsmod part_gpt\n"));
+    assert!(out.starts_with(
+        "# xenraid: modules to read /boot from md RAID1\ninsmod mdraid1x\ninsmod part_gpt\n"
+    ));
     assert_eq!(out.matches("insmod part_gpt").count(), 1);
 }
 
@@ -123,7 +137,8 @@ fn extlinux_6x_rewritten() {
     let changed = changed_lines(EXTLINUX_6, &out);
     assert_eq!(changed.len(), 4, "one append line per label");
     for (old, new) in changed {
-        let (o, n): (Vec<&str>, Vec<&str>) = (old.split(" --- ").collect(), new.split(" --- ").collect());
+        let (o, n): (Vec<&str>, Vec<&str>) =
+            (old.split(" --- ").collect(), new.split(" --- ").collect());
         assert_eq!(o.len(), 3);
         assert_eq!(o[0], n[0], "Xen segment unchanged");
         assert_eq!(o[2], n[2], "initrd segment unchanged");
@@ -132,6 +147,12 @@ fn extlinux_6x_rewritten() {
     }
     let imgs = extlinux::boot_images(EXTLINUX_6);
     assert_eq!(imgs.len(), 4);
-    assert_eq!(imgs[3].kernel, "/boot/vmlinuz-2.6.32.43-0.4.1.xs1.8.0.835.170778xen");
-    assert_eq!(imgs[3].initrd.as_deref(), Some("/boot/initrd-2.6.32.43-0.4.1.xs1.8.0.835.170778xen.img"));
+    assert_eq!(
+        imgs[3].kernel,
+        "/boot/vmlinuz-2.6.32.43-0.4.1.xs1.8.0.835.170778xen"
+    );
+    assert_eq!(
+        imgs[3].initrd.as_deref(),
+        Some("/boot/initrd-2.6.32.43-0.4.1.xs1.8.0.835.170778xen.img")
+    );
 }

@@ -19,13 +19,19 @@ fn findmnt(text: &str, name: &str) -> Vec<Vec<String>> {
     let f = dir.path().join("fstab");
     std::fs::write(&f, text).unwrap();
     let o = run_tool(
-        Command::new("findmnt")
-            .arg("--tab-file")
-            .arg(&f)
-            .args(["-n", "-r", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS,FREQ,PASSNO"]),
+        Command::new("findmnt").arg("--tab-file").arg(&f).args([
+            "-n",
+            "-r",
+            "-o",
+            "SOURCE,TARGET,FSTYPE,OPTIONS,FREQ,PASSNO",
+        ]),
         "util-linux",
     );
-    assert!(o.status.success(), "findmnt: {}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "findmnt: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     String::from_utf8(o.stdout)
         .unwrap()
         .lines()
@@ -35,7 +41,10 @@ fn findmnt(text: &str, name: &str) -> Vec<Vec<String>> {
 
 /// Only SOURCE may differ, and it must become the expected value.
 fn check_fstab(before: &str, after: &str, name: &str, expected_sources: &[&str]) {
-    let (b, a) = (findmnt(before, &format!("{name}-b")), findmnt(after, &format!("{name}-a")));
+    let (b, a) = (
+        findmnt(before, &format!("{name}-b")),
+        findmnt(after, &format!("{name}-a")),
+    );
     assert_eq!(b.len(), a.len());
     assert_eq!(a.len(), expected_sources.len());
     for ((rb, ra), src) in b.iter().zip(&a).zip(expected_sources) {
@@ -70,7 +79,10 @@ fn fstab_after_seed001_sed_uses_mount_points() {
         out.lines().next().unwrap(),
         format!("UUID={ROOT_FS_UUID}    /         ext3     defaults   1  1")
     );
-    assert_eq!(findmnt(&out, "seed001"), findmnt(&rewrite_fstab(FSTAB_7, &conv7()), "seed001-7"));
+    assert_eq!(
+        findmnt(&out, "seed001"),
+        findmnt(&rewrite_fstab(FSTAB_7, &conv7()), "seed001-7")
+    );
 }
 
 #[test]
@@ -81,7 +93,14 @@ fn fstab_6x_keeps_swap_file() {
         FSTAB_6,
         &out,
         "6x",
-        &[&format!("UUID={ROOT_FS_UUID}"), "/var/swap/swap.001", "none", "none", "none", "none"],
+        &[
+            &format!("UUID={ROOT_FS_UUID}"),
+            "/var/swap/swap.001",
+            "none",
+            "none",
+            "none",
+            "none",
+        ],
     );
 }
 
@@ -97,7 +116,10 @@ fn mdadm_conf_fresh_and_merged() {
     for md in [ROOT_MD, BACKUP_MD, SR_MD, LOGS_MD, SWAP_MD] {
         assert_eq!(merged.matches(md).count(), 1, "{md}");
     }
-    assert_eq!(restrictive_device_lines(&merged), ["DEVICE /dev/sd*[a-z][1-9]"]);
+    assert_eq!(
+        restrictive_device_lines(&merged),
+        ["DEVICE /dev/sd*[a-z][1-9]"]
+    );
 }
 
 #[test]
@@ -121,19 +143,39 @@ fn dracut_dropin() {
 fn inventory_and_default_storage() {
     let inv = rewrite_inventory(INVENTORY_7, &conv7());
     insta::assert_snapshot!(inv);
-    assert_eq!(get_key(&inv, "PRIMARY_DISK").unwrap(), format!("/dev/disk/by-id/md-uuid-{ROOT_MD}"));
-    assert_eq!(get_key(&inv, "BACKUP_PARTITION").unwrap(), format!("/dev/disk/by-id/md-uuid-{BACKUP_MD}"));
+    assert_eq!(
+        get_key(&inv, "PRIMARY_DISK").unwrap(),
+        format!("/dev/disk/by-id/md-uuid-{ROOT_MD}")
+    );
+    assert_eq!(
+        get_key(&inv, "BACKUP_PARTITION").unwrap(),
+        format!("/dev/disk/by-id/md-uuid-{BACKUP_MD}")
+    );
     let other = |t: &str| -> Vec<String> {
-        t.lines().filter(|l| !l.starts_with("PRIMARY_DISK=") && !l.starts_with("BACKUP_PARTITION=")).map(String::from).collect()
+        t.lines()
+            .filter(|l| !l.starts_with("PRIMARY_DISK=") && !l.starts_with("BACKUP_PARTITION="))
+            .map(String::from)
+            .collect()
     };
     assert_eq!(other(&inv), other(INVENTORY_7));
     assert_eq!(rewrite_inventory(&inv, &conv7()), inv);
 
     let st = rewrite_default_storage(DEFAULT_STORAGE, &conv7());
-    assert_eq!(st, format!("TYPE='lvm'\nPARTITIONS='/dev/disk/by-id/md-uuid-{SR_MD}'\n"));
+    assert_eq!(
+        st,
+        format!("TYPE='lvm'\nPARTITIONS='/dev/disk/by-id/md-uuid-{SR_MD}'\n")
+    );
     // Sourced by the firstboot scripts: check with the shell.
-    let o = run_tool(Command::new("bash").arg("-c").arg(format!("{st}\nprintf %s \"$PARTITIONS\"")), "bash");
-    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("/dev/disk/by-id/md-uuid-{SR_MD}"));
+    let o = run_tool(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("{st}\nprintf %s \"$PARTITIONS\"")),
+        "bash",
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("/dev/disk/by-id/md-uuid-{SR_MD}")
+    );
 }
 
 /// lvmconfig's view of devices/md_component_detection in this lvm.conf.
@@ -146,8 +188,17 @@ fn lvmconfig_md(text: &str, name: &str) -> Option<String> {
             .args(["--typeconfig", "current", "devices/md_component_detection"]),
         "lvm2",
     );
-    let v = run_tool(Command::new("lvmconfig").env("LVM_SYSTEM_DIR", dir.path()).arg("--validate"), "lvm2");
-    assert!(v.status.success(), "lvmconfig --validate: {}", String::from_utf8_lossy(&v.stderr));
+    let v = run_tool(
+        Command::new("lvmconfig")
+            .env("LVM_SYSTEM_DIR", dir.path())
+            .arg("--validate"),
+        "lvm2",
+    );
+    assert!(
+        v.status.success(),
+        "lvmconfig --validate: {}",
+        String::from_utf8_lossy(&v.stderr)
+    );
     o.status
         .success()
         .then(|| String::from_utf8_lossy(&o.stdout).trim().to_string())
@@ -158,19 +209,38 @@ fn lvm_conf_checked_with_lvmconfig() {
     assert_eq!(lvmconfig_md(LVM_CONF, "before"), None);
     let out = ensure_md_component_detection(LVM_CONF);
     insta::assert_snapshot!(out);
-    assert_eq!(lvmconfig_md(&out, "after").as_deref(), Some("md_component_detection=1"));
+    assert_eq!(
+        lvmconfig_md(&out, "after").as_deref(),
+        Some("md_component_detection=1")
+    );
     assert_eq!(md_component_detection(&out).as_deref(), Some("1"));
     assert_eq!(ensure_md_component_detection(&out), out);
 
-    let off = LVM_CONF.replace("\t# md_component_detection = 1", "\tmd_component_detection = 0");
-    assert_eq!(lvmconfig_md(&off, "off").as_deref(), Some("md_component_detection=0"));
+    let off = LVM_CONF.replace(
+        "\t# md_component_detection = 1",
+        "\tmd_component_detection = 0",
+    );
+    assert_eq!(
+        lvmconfig_md(&off, "off").as_deref(),
+        Some("md_component_detection=0")
+    );
     let fixed = ensure_md_component_detection(&off);
-    assert_eq!(lvmconfig_md(&fixed, "fixed").as_deref(), Some("md_component_detection=1"));
-    assert_eq!(fixed.lines().count(), off.lines().count(), "edited in place");
+    assert_eq!(
+        lvmconfig_md(&fixed, "fixed").as_deref(),
+        Some("md_component_detection=1")
+    );
+    assert_eq!(
+        fixed.lines().count(),
+        off.lines().count(),
+        "edited in place"
+    );
 
     let none = "global {\n\tuse_lvmetad = 0\n}\n";
     let added = ensure_md_component_detection(none);
-    assert_eq!(lvmconfig_md(&added, "added").as_deref(), Some("md_component_detection=1"));
+    assert_eq!(
+        lvmconfig_md(&added, "added").as_deref(),
+        Some("md_component_detection=1")
+    );
 }
 
 #[test]
@@ -180,5 +250,8 @@ fn state_db_pbd_device() {
     assert_eq!(n, 1);
     assert_eq!(out, STATE_DB.replace(OLD_SR, &new));
     assert!(out.contains("(('location' '/dev/xapi/cd'))"));
-    assert_eq!(rewrite_state_db(&out, &[OLD_SR.to_string()], &new), (out.clone(), 0));
+    assert_eq!(
+        rewrite_state_db(&out, &[OLD_SR.to_string()], &new),
+        (out.clone(), 0)
+    );
 }

@@ -7,9 +7,7 @@
 use super::dracut::{dracut_conf, DRACUT_CONF_PATH};
 use super::kernels::BOOT_CONFIGS;
 use super::mdadm::{mdadm_conf_path, render_mdadm_conf};
-use super::{
-    extlinux, fstab, grub, lvm, statedb, sysconf, Conversion, Role, TargetError,
-};
+use super::{extlinux, fstab, grub, lvm, statedb, sysconf, Conversion, Role, TargetError};
 use serde::{Deserialize, Serialize};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -41,14 +39,20 @@ fn read_text(p: &Path) -> Result<Option<String>, TargetError> {
     match std::fs::read(p) {
         Ok(b) => String::from_utf8(b)
             .map(Some)
-            .map_err(|_| TargetError::NotText { path: p.to_path_buf() }),
+            .map_err(|_| TargetError::NotText {
+                path: p.to_path_buf(),
+            }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(TargetError::io(p, e)),
     }
 }
 
 /// Writes `content` to `p` atomically, keeping the mode of the file it replaces.
-fn write_atomic(p: &Path, content: &str, mode_from: Option<&std::fs::Metadata>) -> Result<(), TargetError> {
+fn write_atomic(
+    p: &Path,
+    content: &str,
+    mode_from: Option<&std::fs::Metadata>,
+) -> Result<(), TargetError> {
     let mut tmp = p.as_os_str().to_owned();
     tmp.push(".xenraid-tmp");
     let tmp = PathBuf::from(tmp);
@@ -77,7 +81,9 @@ impl Writer<'_> {
         f: impl FnOnce(&str) -> Result<String, TargetError>,
     ) -> Result<(), TargetError> {
         let p = host(self.root, rel);
-        let Some(old) = read_text(&p)? else { return Ok(()) };
+        let Some(old) = read_text(&p)? else {
+            return Ok(());
+        };
         let new = f(&old)?;
         if new == old {
             return Ok(());
@@ -144,14 +150,20 @@ pub fn apply(root: &Path, conv: &Conversion) -> Result<Vec<ChangedFile>, TargetE
     // previous run already rewrote the file.
     let storage_orig = read_text(&host(root, &format!("{DEFAULT_STORAGE}{BACKUP_SUFFIX}")))?
         .or(read_text(&host(root, DEFAULT_STORAGE))?);
-    w.update(DEFAULT_STORAGE, |t| Ok(sysconf::rewrite_default_storage(t, conv)))?;
+    w.update(DEFAULT_STORAGE, |t| {
+        Ok(sysconf::rewrite_default_storage(t, conv))
+    })?;
     for l in LVM_CONFS {
         w.update(l, |t| Ok(lvm::ensure_md_component_detection(t)))?;
     }
     if let Some(sr) = conv.array(Role::Sr) {
         let mut old: Vec<String> = conv.sr_old_devices.clone();
         if let Some(v) = storage_orig.and_then(|t| sysconf::get_key(&t, "PARTITIONS")) {
-            old.extend(v.split_whitespace().filter(|p| p.starts_with("/dev/")).map(String::from));
+            old.extend(
+                v.split_whitespace()
+                    .filter(|p| p.starts_with("/dev/"))
+                    .map(String::from),
+            );
         }
         let new = sr.by_id_path();
         w.update(STATE_DB, |t| Ok(statedb::rewrite_state_db(t, &old, &new).0))?;

@@ -33,6 +33,9 @@ mod tests {
         ] {
             assert!(c.lines().any(|x| x == l), "{l}");
         }
-        assert!(DRACUT_CONF_PATH.ends_with(".conf"), "dracut reads only *.conf");
+        assert!(
+            DRACUT_CONF_PATH.ends_with(".conf"),
+            "dracut reads only *.conf"
+        );
     }
 }

@@ -58,7 +58,9 @@ fn walk<'a>(text: &'a str, mut f: impl FnMut(&str, Option<&str>, &'a str, &'a st
                 label = rest.to_string();
                 kernel = None;
             }
-            "kernel" | "linux" => kernel = Some(rest.split_whitespace().next().unwrap_or("").into()),
+            "kernel" | "linux" => {
+                kernel = Some(rest.split_whitespace().next().unwrap_or("").into())
+            }
             _ => {}
         }
         f(&label, kernel.as_deref(), body, end);
@@ -89,7 +91,11 @@ pub fn rewrite_extlinux(text: &str, conv: &Conversion) -> Result<String, TargetE
                 })
             }
             ("append", Some(kern))
-                if kern.rsplit('/').next().unwrap_or(kern).starts_with("vmlinuz")
+                if kern
+                    .rsplit('/')
+                    .next()
+                    .unwrap_or(kern)
+                    .starts_with("vmlinuz")
                     || rest.split_whitespace().any(|a| a.starts_with("root=")) =>
             {
                 let args: Vec<&str> = rest.split_whitespace().collect();
@@ -101,7 +107,7 @@ pub fn rewrite_extlinux(text: &str, conv: &Conversion) -> Result<String, TargetE
             Some(Ok(args)) => {
                 let old: Vec<&str> = rest.split_whitespace().collect();
                 (args.split(' ').ne(old.iter().copied())).then(|| {
-                    let kw = body.trim_start().split_whitespace().next().unwrap_or("append");
+                    let kw = body.split_whitespace().next().unwrap_or("append");
                     format!("{}{kw} {args}", indent_of(body))
                 })
             }
@@ -138,7 +144,14 @@ pub fn boot_images(text: &str) -> Vec<BootImage> {
                     });
                 }
             }
-            "kernel" | "linux" if !is_mboot(kern) && kern.rsplit('/').next().unwrap_or(kern).starts_with("vmlinuz") => {
+            "kernel" | "linux"
+                if !is_mboot(kern)
+                    && kern
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or(kern)
+                        .starts_with("vmlinuz") =>
+            {
                 images.push(BootImage {
                     entry: label.to_string(),
                     kernel: kern.to_string(),
@@ -154,7 +167,8 @@ pub fn boot_images(text: &str) -> Vec<BootImage> {
             "append" if last_label.as_deref() == Some(label) => {
                 if let (Some(img), Some(v)) = (
                     images.last_mut(),
-                    rest.split_whitespace().find_map(|a| a.strip_prefix("initrd=")),
+                    rest.split_whitespace()
+                        .find_map(|a| a.strip_prefix("initrd=")),
                 ) {
                     img.initrd = Some(v.to_string());
                 }
@@ -174,7 +188,9 @@ mod tests {
     fn plain_kernel_label_gets_args_and_images() {
         let cfg = "label linux\n  kernel /boot/vmlinuz-2.6-xen\n  append root=/dev/sda1 ro\n  initrd /boot/initrd-2.6-xen.img\n";
         let out = rewrite_extlinux(cfg, &conv7()).unwrap();
-        assert!(out.contains("  append root=UUID=0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b ro rd.md.uuid="));
+        assert!(
+            out.contains("  append root=UUID=0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b ro rd.md.uuid=")
+        );
         assert_eq!(
             boot_images(cfg),
             vec![BootImage {

@@ -21,7 +21,12 @@ fn by_label<'a>(conv: &'a Conversion, label: &str) -> Option<&'a ArrayInfo> {
 }
 
 /// The array an fstab entry refers to, if any.
-fn target_of<'a>(conv: &'a Conversion, spec: &str, mnt: &str, fstype: &str) -> Option<&'a ArrayInfo> {
+fn target_of<'a>(
+    conv: &'a Conversion,
+    spec: &str,
+    mnt: &str,
+    fstype: &str,
+) -> Option<&'a ArrayInfo> {
     if let Some(l) = spec
         .strip_prefix("LABEL=")
         .or_else(|| spec.strip_prefix("/dev/disk/by-label/"))
@@ -56,12 +61,10 @@ pub fn rewrite_fstab(text: &str, conv: &Conversion) -> String {
         let t = body.trim_start();
         let fields: Vec<&str> = t.split_whitespace().collect();
         let new_spec = match fields.as_slice() {
-            [spec, mnt, fstype, ..] if !spec.starts_with('#') => {
-                target_of(conv, spec, mnt, fstype)
-                    .and_then(|a| a.fs_uuid.as_deref())
-                    .map(|u| format!("UUID={u}"))
-                    .filter(|n| n != spec)
-            }
+            [spec, mnt, fstype, ..] if !spec.starts_with('#') => target_of(conv, spec, mnt, fstype)
+                .and_then(|a| a.fs_uuid.as_deref())
+                .map(|u| format!("UUID={u}"))
+                .filter(|n| n != spec),
             _ => None,
         };
         match new_spec {

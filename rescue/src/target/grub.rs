@@ -283,9 +283,11 @@ mod tests {
 
     #[test]
     fn other_search_lines_and_crlf_are_kept() {
-        let cfg = "set timeout=5\r\nmenuentry 'x' {\r\n\tsearch --label --set root BOOT-VGDORJ\r\n}\r\n";
+        let cfg =
+            "set timeout=5\r\nmenuentry 'x' {\r\n\tsearch --label --set root BOOT-VGDORJ\r\n}\r\n";
         let out = rewrite_grub_cfg(cfg, &conv7()).unwrap();
-        assert!(out.starts_with("# xenraid: modules to read /boot from md RAID1\r\ninsmod part_gpt\r\n"));
+        assert!(out
+            .starts_with("# xenraid: modules to read /boot from md RAID1\r\ninsmod part_gpt\r\n"));
         assert!(out.ends_with(cfg));
     }
 

@@ -49,7 +49,10 @@ pub fn bzimage_version<R: Read + Seek>(r: &mut R) -> Result<String, BzImageError
     let io = |e: std::io::Error| BzImageError::Io(e.to_string());
     let mut hdr = [0u8; 0x210];
     r.seek(SeekFrom::Start(0)).map_err(io)?;
-    read_full(r, &mut hdr).map_err(io)?.then_some(()).ok_or(BzImageError::TooShort)?;
+    read_full(r, &mut hdr)
+        .map_err(io)?
+        .then_some(())
+        .ok_or(BzImageError::TooShort)?;
     if &hdr[0x202..0x206] != b"HdrS" {
         return Err(BzImageError::NoMagic);
     }
@@ -57,7 +60,8 @@ pub fn bzimage_version<R: Read + Seek>(r: &mut R) -> Result<String, BzImageError
     if ptr == 0 {
         return Err(BzImageError::NoVersion);
     }
-    r.seek(SeekFrom::Start(0x200 + u64::from(ptr))).map_err(io)?;
+    r.seek(SeekFrom::Start(0x200 + u64::from(ptr)))
+        .map_err(io)?;
     let mut buf = [0u8; 256];
     let mut n = 0;
     while n < buf.len() {
@@ -107,7 +111,10 @@ pub fn resolve_in_root(root: &Path, path: &str) -> Result<String, TargetError> {
             cur.pop();
             continue;
         }
-        let host = cur.iter().fold(root.to_path_buf(), |p, c| p.join(c)).join(&c);
+        let host = cur
+            .iter()
+            .fold(root.to_path_buf(), |p, c| p.join(c))
+            .join(&c);
         match std::fs::symlink_metadata(&host) {
             Ok(m) if m.file_type().is_symlink() => {
                 links += 1;
@@ -235,15 +242,27 @@ mod tests {
 
     #[test]
     fn rejects_bad_headers() {
-        assert_eq!(bzimage_version(&mut Cursor::new(vec![0; 100])), Err(BzImageError::TooShort));
+        assert_eq!(
+            bzimage_version(&mut Cursor::new(vec![0; 100])),
+            Err(BzImageError::TooShort)
+        );
         let mut h = header(0x3000, b"x ");
         h[0x202] = b'X';
-        assert_eq!(bzimage_version(&mut Cursor::new(h)), Err(BzImageError::NoMagic));
-        assert_eq!(bzimage_version(&mut Cursor::new(header(0, b""))), Err(BzImageError::NoVersion));
+        assert_eq!(
+            bzimage_version(&mut Cursor::new(h)),
+            Err(BzImageError::NoMagic)
+        );
+        assert_eq!(
+            bzimage_version(&mut Cursor::new(header(0, b""))),
+            Err(BzImageError::NoVersion)
+        );
         // Pointer past the end of the file.
         let mut h = header(0x10, b"x ");
         h[0x20E..0x210].copy_from_slice(&0xFFF0u16.to_le_bytes());
-        assert_eq!(bzimage_version(&mut Cursor::new(h)), Err(BzImageError::BadVersion));
+        assert_eq!(
+            bzimage_version(&mut Cursor::new(h)),
+            Err(BzImageError::BadVersion)
+        );
     }
 
     proptest::proptest! {

@@ -95,12 +95,20 @@ pub fn ensure_md_component_detection(text: &str) -> String {
         if single_line_section && Some(j) == sec_start {
             // `devices { }` on one line: open it up.
             let (head, tail) = body.split_once('{').unwrap_or((body, "}"));
-            out.push_str(&format!("{head}{{{nl}{}{nl}{}", value_line(&indent), tail.trim_start()));
+            out.push_str(&format!(
+                "{head}{{{nl}{}{nl}{}",
+                value_line(&indent),
+                tail.trim_start()
+            ));
             out.push_str(if end.is_empty() { nl } else { end });
             continue;
         }
         out.push_str(body);
-        out.push_str(if end.is_empty() && Some(j) == insert_after { nl } else { end });
+        out.push_str(if end.is_empty() && Some(j) == insert_after {
+            nl
+        } else {
+            end
+        });
         if Some(j) == insert_after && !single_line_section {
             out.push_str(&value_line(&indent));
             out.push_str(nl);
@@ -133,7 +141,10 @@ mod tests {
     fn edits_existing_value_keeping_comment() {
         let t = "devices {\n\tdir = \"/dev\"\n\tmd_component_detection = 0 # off\n}\n";
         let out = ensure_md_component_detection(t);
-        assert_eq!(out, "devices {\n\tdir = \"/dev\"\n\tmd_component_detection = 1 # off\n}\n");
+        assert_eq!(
+            out,
+            "devices {\n\tdir = \"/dev\"\n\tmd_component_detection = 1 # off\n}\n"
+        );
         assert_eq!(ensure_md_component_detection(&out), out);
     }
 
@@ -141,14 +152,19 @@ mod tests {
     fn inserts_after_commented_default() {
         let t = "config {\n}\ndevices {\n\t# Configuration option devices/md_component_detection.\n\t# md_component_detection = 1\n\tfilter = [ \"r|/dev/nbd|\" ]\n}\n";
         let out = ensure_md_component_detection(t);
-        assert!(out.contains("\t# md_component_detection = 1\n\tmd_component_detection = 1\n\tfilter"));
+        assert!(
+            out.contains("\t# md_component_detection = 1\n\tmd_component_detection = 1\n\tfilter")
+        );
         assert_eq!(ensure_md_component_detection(&out), out);
     }
 
     #[test]
     fn appends_section_when_missing_and_opens_one_line_section() {
         let out = ensure_md_component_detection("global {\n}");
-        assert_eq!(out, "global {\n}\ndevices {\n\tmd_component_detection = 1\n}\n");
+        assert_eq!(
+            out,
+            "global {\n}\ndevices {\n\tmd_component_detection = 1\n}\n"
+        );
         let out = ensure_md_component_detection("devices { }\n");
         assert_eq!(out, "devices {\n\tmd_component_detection = 1\n}\n");
         assert_eq!(ensure_md_component_detection(&out), out);

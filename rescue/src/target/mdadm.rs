@@ -59,9 +59,14 @@ pub fn render_mdadm_conf(existing: Option<&str>, conv: &Conversion) -> String {
     let mut dropping = false;
     for (body, end) in lines_with_endings(existing.unwrap_or("")) {
         let t = body.trim();
-        let kw = t.split_whitespace().next().unwrap_or("").to_ascii_uppercase();
+        let kw = t
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_uppercase();
         // A line starting with whitespace continues the previous one.
-        let continuation = !body.is_empty() && body.starts_with(char::is_whitespace) && !t.is_empty();
+        let continuation =
+            !body.is_empty() && body.starts_with(char::is_whitespace) && !t.is_empty();
         if continuation && dropping {
             continue;
         }
@@ -134,11 +139,16 @@ ARRAY /dev/md0 metadata=1.2 name=xenserver-7:0 UUID=b6eafb52:53b1c0ed:03b029cd:c
 ARRAY /dev/md9 metadata=1.2 name=other:9 UUID=11111111:22222222:33333333:44444444\n\
 ARRAY /dev/md/logs metadata=1.2\n   UUID=99999999:22222222:33333333:44444444\n";
         let out = render_mdadm_conf(Some(existing), &conv7());
-        assert!(out.starts_with("MAILADDR root\nauto +imsm +1.x -all\nDEVICE /dev/sd*[a-z][1-9]\nARRAY /dev/md9 "));
+        assert!(out.starts_with(
+            "MAILADDR root\nauto +imsm +1.x -all\nDEVICE /dev/sd*[a-z][1-9]\nARRAY /dev/md9 "
+        ));
         assert!(!out.contains("/dev/md0"));
         assert!(!out.contains("99999999"));
         assert_eq!(out.matches("MAILADDR").count(), 1);
         assert_eq!(render_mdadm_conf(Some(&out), &conv7()), out);
-        assert_eq!(restrictive_device_lines(&out), vec!["DEVICE /dev/sd*[a-z][1-9]"]);
+        assert_eq!(
+            restrictive_device_lines(&out),
+            vec!["DEVICE /dev/sd*[a-z][1-9]"]
+        );
     }
 }

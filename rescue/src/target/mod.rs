@@ -322,10 +322,8 @@ pub(crate) mod testdata {
     #[test]
     fn role_serde_is_snake_case() {
         assert_eq!(serde_json::to_string(&Role::Sr).unwrap(), "\"sr\"");
-        let c: Conversion = serde_json::from_str(
-            r#"{"arrays":[],"label_suffix":"abcdef"}"#,
-        )
-        .unwrap();
+        let c: Conversion =
+            serde_json::from_str(r#"{"arrays":[],"label_suffix":"abcdef"}"#).unwrap();
         assert!(c.sr_old_devices.is_empty());
     }
 }

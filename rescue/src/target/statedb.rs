@@ -17,7 +17,10 @@ fn is_path_char(c: char) -> bool {
 pub fn rewrite_state_db(text: &str, old_paths: &[String], new: &str) -> (String, usize) {
     let mut out = text.to_string();
     let mut count = 0;
-    for old in old_paths.iter().filter(|o| !o.is_empty() && o.as_str() != new) {
+    for old in old_paths
+        .iter()
+        .filter(|o| !o.is_empty() && o.as_str() != new)
+    {
         let mut result = String::with_capacity(out.len());
         let mut rest = out.as_str();
         while let Some(pos) = rest.find(old.as_str()) {
@@ -50,6 +53,9 @@ mod tests {
         assert_eq!(n, 2);
         assert!(out.contains("'/dev/sda30'"));
         assert!(out.contains("&apos;/dev/disk/by-id/md-uuid-x&apos;"));
-        assert_eq!(rewrite_state_db(&out, &["/dev/sda3".into()], "/dev/disk/by-id/md-uuid-x").1, 0);
+        assert_eq!(
+            rewrite_state_db(&out, &["/dev/sda3".into()], "/dev/disk/by-id/md-uuid-x").1,
+            0
+        );
     }
 }

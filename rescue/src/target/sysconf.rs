@@ -76,6 +76,7 @@ mod tests {
         c.arrays.retain(|a| a.role != Role::Sr);
         let t = "TYPE='lvm'\nPARTITIONS='/dev/sda3'\n";
         assert_eq!(rewrite_default_storage(t, &c), t);
-        assert!(rewrite_default_storage(t, &conv7()).contains("PARTITIONS='/dev/disk/by-id/md-uuid-0c082894:f0f24c6b:43bf4045:0970c253'"));
+        assert!(rewrite_default_storage(t, &conv7())
+            .contains("PARTITIONS='/dev/disk/by-id/md-uuid-0c082894:f0f24c6b:43bf4045:0970c253'"));
     }
 }

@@ -18,7 +18,14 @@ pub const SWAP_MD: &str = "30dfc30a:1c8031bf:93d8c760:24186100";
 pub const SR_MD: &str = "0c082894:f0f24c6b:43bf4045:0970c253";
 pub const OLD_SR: &str = "/dev/disk/by-id/scsi-SATA_ST1000DM003-1CH_Z1D5K2JX-part3";
 
-fn array(role: Role, dev: &str, uuid: &str, md: &str, fs: Option<&str>, label: Option<&str>) -> ArrayInfo {
+fn array(
+    role: Role,
+    dev: &str,
+    uuid: &str,
+    md: &str,
+    fs: Option<&str>,
+    label: Option<&str>,
+) -> ArrayInfo {
     ArrayInfo {
         role,
         device: format!("/dev/md/{dev}"),
@@ -34,10 +41,31 @@ fn array(role: Role, dev: &str, uuid: &str, md: &str, fs: Option<&str>, label: O
 pub fn conv7() -> Conversion {
     Conversion {
         arrays: vec![
-            array(Role::Root, "root", ROOT_MD, "1.0", Some(ROOT_FS_UUID), Some("root-vgdorj")),
+            array(
+                Role::Root,
+                "root",
+                ROOT_MD,
+                "1.0",
+                Some(ROOT_FS_UUID),
+                Some("root-vgdorj"),
+            ),
             array(Role::Backup, "backup", BACKUP_MD, "1.0", None, None),
-            array(Role::Logs, "logs", LOGS_MD, "1.2", Some(LOGS_FS_UUID), Some("logs-vgdorj")),
-            array(Role::Swap, "swap", SWAP_MD, "1.2", Some(SWAP_UUID), Some("swap-vgdorj")),
+            array(
+                Role::Logs,
+                "logs",
+                LOGS_MD,
+                "1.2",
+                Some(LOGS_FS_UUID),
+                Some("logs-vgdorj"),
+            ),
+            array(
+                Role::Swap,
+                "swap",
+                SWAP_MD,
+                "1.2",
+                Some(SWAP_UUID),
+                Some("swap-vgdorj"),
+            ),
             array(Role::Sr, "sr", SR_MD, "1.2", None, None),
         ],
         label_suffix: "vgdorj".into(),
@@ -49,7 +77,14 @@ pub fn conv7() -> Conversion {
 pub fn conv6() -> Conversion {
     Conversion {
         arrays: vec![
-            array(Role::Root, "root", ROOT_MD, "0.90", Some(ROOT_FS_UUID), Some("root-abcdefgh")),
+            array(
+                Role::Root,
+                "root",
+                ROOT_MD,
+                "0.90",
+                Some(ROOT_FS_UUID),
+                Some("root-abcdefgh"),
+            ),
             array(Role::Backup, "backup", BACKUP_MD, "0.90", None, None),
             array(Role::Sr, "sr", SR_MD, "1.2", None, None),
         ],
@@ -283,12 +318,15 @@ pub fn debian_kernel() -> PathBuf {
     let base = dirs_home().join(".cache/xenraid/kernel");
     let found = std::fs::read_dir(&base).ok().and_then(|d| {
         d.flatten().find_map(|e| {
-            std::fs::read_dir(e.path().join("boot")).ok()?.flatten().find_map(|f| {
-                f.file_name()
-                    .to_string_lossy()
-                    .starts_with("vmlinuz-")
-                    .then(|| f.path())
-            })
+            std::fs::read_dir(e.path().join("boot"))
+                .ok()?
+                .flatten()
+                .find_map(|f| {
+                    f.file_name()
+                        .to_string_lossy()
+                        .starts_with("vmlinuz-")
+                        .then(|| f.path())
+                })
         })
     });
     found.unwrap_or_else(|| {
@@ -300,5 +338,7 @@ pub fn debian_kernel() -> PathBuf {
 }
 
 fn dirs_home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| "/root".into())
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "/root".into())
 }
