@@ -207,14 +207,14 @@ fn lvmconfig_md(text: &str, name: &str) -> Option<String> {
 #[test]
 fn lvm_conf_checked_with_lvmconfig() {
     assert_eq!(lvmconfig_md(LVM_CONF, "before"), None);
-    let out = ensure_md_component_detection(LVM_CONF);
+    let out = ensure_md_component_detection(LVM_CONF).unwrap();
     insta::assert_snapshot!(out);
     assert_eq!(
         lvmconfig_md(&out, "after").as_deref(),
         Some("md_component_detection=1")
     );
     assert_eq!(md_component_detection(&out).as_deref(), Some("1"));
-    assert_eq!(ensure_md_component_detection(&out), out);
+    assert_eq!(ensure_md_component_detection(&out).unwrap(), out);
 
     let off = LVM_CONF.replace(
         "\t# md_component_detection = 1",
@@ -224,7 +224,7 @@ fn lvm_conf_checked_with_lvmconfig() {
         lvmconfig_md(&off, "off").as_deref(),
         Some("md_component_detection=0")
     );
-    let fixed = ensure_md_component_detection(&off);
+    let fixed = ensure_md_component_detection(&off).unwrap();
     assert_eq!(
         lvmconfig_md(&fixed, "fixed").as_deref(),
         Some("md_component_detection=1")
@@ -236,7 +236,7 @@ fn lvm_conf_checked_with_lvmconfig() {
     );
 
     let none = "global {\n\tuse_lvmetad = 0\n}\n";
-    let added = ensure_md_component_detection(none);
+    let added = ensure_md_component_detection(none).unwrap();
     assert_eq!(
         lvmconfig_md(&added, "added").as_deref(),
         Some("md_component_detection=1")

@@ -154,7 +154,7 @@ pub fn apply(root: &Path, conv: &Conversion) -> Result<Vec<ChangedFile>, TargetE
         Ok(sysconf::rewrite_default_storage(t, conv))
     })?;
     for l in LVM_CONFS {
-        w.update(l, |t| Ok(lvm::ensure_md_component_detection(t)))?;
+        w.update(l, lvm::ensure_md_component_detection)?;
     }
     if let Some(sr) = conv.array(Role::Sr) {
         let mut old: Vec<String> = conv.sr_old_devices.clone();

@@ -4,7 +4,7 @@
 //! it after a commented-out default (`# md_component_detection = 1`) inside `devices {`, else
 //! right after `devices {`; appends a `devices` section if the file has none.
 
-use super::{indent_of, lines_with_endings};
+use super::{indent_of, lines_with_endings, TargetError};
 
 /// The part of a line before any `#` that is not inside a string.
 fn code_part(line: &str) -> &str {
@@ -24,8 +24,9 @@ fn setting_name(code: &str) -> Option<&str> {
     Some(k.trim())
 }
 
-/// Makes sure md components are skipped. Idempotent.
-pub fn ensure_md_component_detection(text: &str) -> String {
+/// Makes sure md components are skipped. Idempotent. Unbalanced braces are an error: LVM
+/// would reject the file too, and guessing where a section ends could disable it.
+pub fn ensure_md_component_detection(text: &str) -> Result<String, TargetError> {
     let lines: Vec<(&str, &str)> = lines_with_endings(text).collect();
     let mut depth = 0i32;
     let (mut sec_start, mut sec_end, mut setting, mut commented) = (None, None, None, None);
@@ -53,10 +54,16 @@ pub fn ensure_md_component_detection(text: &str) -> String {
             }
         }
         depth += opens - closes;
-        if in_devices && depth <= 0 {
+        if depth < 0 {
+            return Err(unbalanced(i));
+        }
+        if in_devices && depth == 0 {
             in_devices = false;
             sec_end = Some(i);
         }
+    }
+    if depth != 0 {
+        return Err(unbalanced(lines.len()));
     }
     let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
     let mut out = String::with_capacity(text.len() + 64);
@@ -77,7 +84,7 @@ pub fn ensure_md_component_detection(text: &str) -> String {
             }
             out.push_str(end);
         }
-        return out;
+        return Ok(out);
     }
     let insert_after = commented.or(sec_start);
     let indent = match (commented, sec_start) {
@@ -120,7 +127,17 @@ pub fn ensure_md_component_detection(text: &str) -> String {
         }
         out.push_str(&format!("devices {{{nl}{}{nl}}}{nl}", value_line("\t")));
     }
-    out
+    Ok(out)
+}
+
+fn unbalanced(line: usize) -> TargetError {
+    TargetError::Unparsable {
+        what: "lvm.conf".into(),
+        reason: format!(
+            "unbalanced braces near line {}; fix the file by hand (lvmconfig --validate)",
+            line + 1
+        ),
+    }
 }
 
 /// The value of `devices/md_component_detection` if set outside comments (for checks).
@@ -140,40 +157,47 @@ mod tests {
     #[test]
     fn edits_existing_value_keeping_comment() {
         let t = "devices {\n\tdir = \"/dev\"\n\tmd_component_detection = 0 # off\n}\n";
-        let out = ensure_md_component_detection(t);
+        let out = ensure_md_component_detection(t).unwrap();
         assert_eq!(
             out,
             "devices {\n\tdir = \"/dev\"\n\tmd_component_detection = 1 # off\n}\n"
         );
-        assert_eq!(ensure_md_component_detection(&out), out);
+        assert_eq!(ensure_md_component_detection(&out).unwrap(), out);
     }
 
     #[test]
     fn inserts_after_commented_default() {
         let t = "config {\n}\ndevices {\n\t# Configuration option devices/md_component_detection.\n\t# md_component_detection = 1\n\tfilter = [ \"r|/dev/nbd|\" ]\n}\n";
-        let out = ensure_md_component_detection(t);
+        let out = ensure_md_component_detection(t).unwrap();
         assert!(
             out.contains("\t# md_component_detection = 1\n\tmd_component_detection = 1\n\tfilter")
         );
-        assert_eq!(ensure_md_component_detection(&out), out);
+        assert_eq!(ensure_md_component_detection(&out).unwrap(), out);
     }
 
     #[test]
     fn appends_section_when_missing_and_opens_one_line_section() {
-        let out = ensure_md_component_detection("global {\n}");
+        let out = ensure_md_component_detection("global {\n}").unwrap();
         assert_eq!(
             out,
             "global {\n}\ndevices {\n\tmd_component_detection = 1\n}\n"
         );
-        let out = ensure_md_component_detection("devices { }\n");
+        let out = ensure_md_component_detection("devices { }\n").unwrap();
         assert_eq!(out, "devices {\n\tmd_component_detection = 1\n}\n");
-        assert_eq!(ensure_md_component_detection(&out), out);
+        assert_eq!(ensure_md_component_detection(&out).unwrap(), out);
+    }
+
+    #[test]
+    fn unbalanced_braces_are_an_error() {
+        for t in ["devices {\n", "}\ndevices {\n}\n", "menuentry 'x' {"] {
+            assert!(ensure_md_component_detection(t).is_err(), "{t:?}");
+        }
     }
 
     #[test]
     fn commented_setting_outside_devices_is_not_used() {
         let t = "# md_component_detection = 1\ndevices {\n    dir = \"/dev\"\n}\n";
-        let out = ensure_md_component_detection(t);
+        let out = ensure_md_component_detection(t).unwrap();
         assert_eq!(out, "# md_component_detection = 1\ndevices {\n    md_component_detection = 1\n    dir = \"/dev\"\n}\n");
     }
 }

@@ -196,6 +196,8 @@ pub enum TargetError {
     },
     #[error("{path} is not UTF-8 text: refusing to rewrite it; inspect the file by hand")]
     NotText { path: PathBuf },
+    #[error("{what}: {reason}")]
+    Unparsable { what: String, reason: String },
     #[error("{path}: {reason}")]
     Kernel { path: PathBuf, reason: String },
     #[error("no boot entries found in {searched}: the target has no GRUB or extlinux configuration we understand; regenerate the initrd by hand")]
