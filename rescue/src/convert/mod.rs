@@ -228,7 +228,7 @@ fn preflight(args: &cmdline::Plan, source: &Disk, mirror: &Disk) -> Result<Conve
         .and_then(|_| std::io::Read::read_exact(&mut f, &mut mbr))
         .map_err(|e| format!("read {}: {e}", source.path))?;
     p.protective_mbr_active = mbr[446] == 0x80;
-    p.files_to_change = crate::target::FILES.iter().map(|s| s.to_string()).collect();
+    p.files_to_change = TARGET_FILES.iter().map(|s| s.to_string()).collect();
     p.chroot_commands = vec![
         "e2fsck -fn <each ext array> (in a chroot of the source root, read-only)".into(),
         "dracut -f <initrd> <kernel version> for every kernel the boot entries use".into(),
@@ -832,13 +832,62 @@ fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
+/// Files the configuration step may rewrite (each only where present), for the plan.
+pub const TARGET_FILES: &[&str] = &[
+    "/etc/fstab",
+    "/boot/grub/grub.cfg",
+    "/etc/mdadm.conf (or /etc/mdadm/mdadm.conf)",
+    "/etc/dracut.conf.d/90-xenraid-mdraid.conf",
+    "/etc/xensource-inventory",
+    "/etc/firstboot.d/data/default-storage.conf",
+    "/etc/lvm/lvm.conf, /etc/lvm/master/lvm.conf",
+    "/var/lib/xcp/state.db",
+];
+
+/// The arrays as the target's configuration files name them.
+pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
+    use crate::target::{ArrayInfo, Role};
+    let arrays = plan
+        .arrays
+        .iter()
+        .map(|a| {
+            let (fs_uuid, fs_label) = match &a.payload {
+                Payload::Ext { label, uuid } | Payload::Swap { label, uuid } => (uuid.clone(), label.clone()),
+                _ => (None, None),
+            };
+            ArrayInfo {
+                role: match a.role {
+                    ArrayRole::Root => Role::Root,
+                    ArrayRole::Backup => Role::Backup,
+                    ArrayRole::Logs => Role::Logs,
+                    ArrayRole::Swap => Role::Swap,
+                    ArrayRole::Sr => Role::Sr,
+                },
+                device: format!("/dev/md/{}", a.name),
+                name: format!("{}:{}", a.homehost, a.name),
+                uuid: a.uuid.clone(),
+                metadata: a.metadata.clone(),
+                fs_uuid,
+                fs_label,
+            }
+        })
+        .collect();
+    crate::target::Conversion { arrays, label_suffix: plan.label_suffix.clone(), sr_old_devices: Vec::new() }
+}
+
 /// Rewrites the target's files; returns them and the (kernel version, initrd) pairs the
-/// boot entries use.
-fn configure_files(
-    root: &Path,
-    plan: &ConvertPlan,
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
-    crate::target::configure(root, plan)
+/// boot entries use, read from the target's own kernels (never `uname -r`).
+fn configure_files(root: &Path, plan: &ConvertPlan) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+    let conv = conversion_of(plan);
+    let changed = crate::target::apply(root, &conv).map_err(|e| e.to_string())?;
+    let jobs = crate::target::kernels::initrd_jobs(root).map_err(|e| e.to_string())?;
+    if jobs.is_empty() {
+        return Err("no boot entry of the target names a kernel and an initrd: check its grub.cfg".into());
+    }
+    Ok((
+        changed.into_iter().map(|c| c.path).collect(),
+        jobs.into_iter().map(|j| (j.kernel_version, j.initrd)).collect(),
+    ))
 }
 
 /// Waits for every array to be in sync; progress lines go to the kernel console.
