@@ -86,6 +86,7 @@ pub struct VmBuilder {
     kernel: Option<(PathBuf, PathBuf, String)>,
     disks: Vec<Disk>,
     memory_mib: u32,
+    machine: String,
     cpu: String,
     smp: u32,
     firmware: Firmware,
@@ -103,6 +104,7 @@ impl VmBuilder {
             kernel: None,
             disks: Vec::new(),
             memory_mib: 1024,
+            machine: "q35".into(),
             cpu: "max".into(),
             smp: 1,
             firmware: Firmware::Bios,
@@ -142,6 +144,11 @@ impl VmBuilder {
         self.smp = smp;
         self
     }
+    /// QEMU machine type (`q35` by default; `pc` for the i440FX boards older hosts are).
+    pub fn machine(mut self, m: &str) -> VmBuilder {
+        self.machine = m.into();
+        self
+    }
     pub fn firmware(mut self, f: Firmware) -> VmBuilder {
         self.firmware = f;
         self
@@ -163,7 +170,7 @@ impl VmBuilder {
             "-accel".into(),
             accel().into(),
             "-machine".into(),
-            "q35".into(),
+            self.machine.clone(),
             "-cpu".into(),
             self.cpu.clone(),
             "-smp".into(),

@@ -22,7 +22,9 @@ const SETTLE_QUIET: Duration = Duration::from_millis(300);
 const SETTLE_QUIET_USB: Duration = Duration::from_millis(1500);
 
 fn settle_quiet() -> Duration {
-    let usb = std::fs::read_dir("/sys/bus/usb/devices").map(|mut d| d.next().is_some()).unwrap_or(false);
+    let usb = std::fs::read_dir("/sys/bus/usb/devices")
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false);
     if usb {
         SETTLE_QUIET_USB
     } else {

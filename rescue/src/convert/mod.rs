@@ -852,7 +852,9 @@ pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
         .iter()
         .map(|a| {
             let (fs_uuid, fs_label) = match &a.payload {
-                Payload::Ext { label, uuid } | Payload::Swap { label, uuid } => (uuid.clone(), label.clone()),
+                Payload::Ext { label, uuid } | Payload::Swap { label, uuid } => {
+                    (uuid.clone(), label.clone())
+                }
                 _ => (None, None),
             };
             ArrayInfo {
@@ -872,21 +874,32 @@ pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
             }
         })
         .collect();
-    crate::target::Conversion { arrays, label_suffix: plan.label_suffix.clone(), sr_old_devices: Vec::new() }
+    crate::target::Conversion {
+        arrays,
+        label_suffix: plan.label_suffix.clone(),
+        sr_old_devices: Vec::new(),
+    }
 }
 
 /// Rewrites the target's files; returns them and the (kernel version, initrd) pairs the
 /// boot entries use, read from the target's own kernels (never `uname -r`).
-fn configure_files(root: &Path, plan: &ConvertPlan) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+fn configure_files(
+    root: &Path,
+    plan: &ConvertPlan,
+) -> Result<(Vec<String>, Vec<(String, String)>), String> {
     let conv = conversion_of(plan);
     let changed = crate::target::apply(root, &conv).map_err(|e| e.to_string())?;
     let jobs = crate::target::kernels::initrd_jobs(root).map_err(|e| e.to_string())?;
     if jobs.is_empty() {
-        return Err("no boot entry of the target names a kernel and an initrd: check its grub.cfg".into());
+        return Err(
+            "no boot entry of the target names a kernel and an initrd: check its grub.cfg".into(),
+        );
     }
     Ok((
         changed.into_iter().map(|c| c.path).collect(),
-        jobs.into_iter().map(|j| (j.kernel_version, j.initrd)).collect(),
+        jobs.into_iter()
+            .map(|j| (j.kernel_version, j.initrd))
+            .collect(),
     ))
 }
 

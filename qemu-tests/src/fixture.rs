@@ -1,0 +1,98 @@
+//! XenServer-like fixture images (`cargo xtask fixture <name>`) and booting them through
+//! SeaBIOS → bootloader → Xen → dom0 to read the probe's `FIXTURE-STATUS` line.
+
+use crate::vm::{Disk, Vm, VmBuilder};
+use anyhow::{bail, Context};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+pub const STATUS_MARKER: &str = "FIXTURE-STATUS";
+
+/// A GRUB → Xen → dom0 boot under TCG takes 140 to 350 s on an idle machine.
+pub const XEN_BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
+
+pub struct Fixture {
+    pub image: PathBuf,
+    pub description: Value,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+/// Builds (or finds in `~/.cache/xenraid/fixtures/`) the fixture and its JSON.
+pub fn fixture(name: &str) -> anyhow::Result<Fixture> {
+    let root = workspace_root();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // A separate target dir: the outer `cargo test` holds the main one's lock.
+    let out = Command::new(cargo)
+        .current_dir(&root)
+        .args(["run", "-q", "-p", "xtask", "--target-dir"])
+        .arg(root.join("target").join("xtask-for-tests"))
+        .args(["--", "fixture", name])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("run cargo xtask fixture")?;
+    if !out.status.success() {
+        bail!("cargo xtask fixture {name} failed ({})", out.status);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let image = PathBuf::from(
+        stdout
+            .lines()
+            .last()
+            .context("xtask printed no image path")?
+            .trim(),
+    );
+    let json = image.with_extension("json");
+    let description = serde_json::from_str(
+        &std::fs::read_to_string(&json).with_context(|| format!("read {}", json.display()))?,
+    )?;
+    Ok(Fixture { image, description })
+}
+
+/// A private, writable copy of an image (sparse, so it costs what the data costs).
+pub fn copy_image(from: &Path, to: &Path) -> anyhow::Result<()> {
+    crate::images::run(Command::new("cp").arg("--sparse=always").arg(from).arg(to))?;
+    Ok(())
+}
+
+/// Boots Xen + dom0 from `disks` (the first is the BIOS boot disk) and returns the
+/// probe's status JSON; the VM is killed once the line is read (dom0's power-off does
+/// not end QEMU under Xen).
+pub fn boot_xen(disks: Vec<Disk>, dir: &Path) -> anyhow::Result<Value> {
+    let mut b = VmBuilder::new()
+        .machine("pc")
+        .cpu("Haswell-noTSX", 1)
+        .memory_mib(2048);
+    for (i, d) in disks.into_iter().enumerate() {
+        b = b.disk(if i == 0 { d.bootindex(0) } else { d });
+    }
+    let mut vm: Vm = b.spawn(dir)?;
+    let line = vm.wait_for_marker(STATUS_MARKER, XEN_BOOT_TIMEOUT)?;
+    let status: Value = serde_json::from_str(&line)
+        .map_err(|e| vm.failure(&format!("FIXTURE-STATUS is not JSON ({e})")))?;
+    eprintln!("FIXTURE-STATUS after {:.0} s", vm.elapsed().as_secs_f64());
+    vm.kill();
+    Ok(status)
+}
+
+/// Checks every checksum in a status: the root manifest and every SR LV.
+pub fn checksums_ok(status: &Value) -> Result<(), String> {
+    if status["manifest"]["ok"] != Value::Bool(true) {
+        return Err(format!("root manifest: {}", status["manifest"]));
+    }
+    if let Some(lvs) = status["sr_lvs"].as_array() {
+        for lv in lvs {
+            if lv["ok"] != Value::Bool(true) {
+                return Err(format!("SR LV: {lv}"));
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,294 @@
+//! End to end: convert a XenServer-like fixture to RAID1 with the real rescue image,
+//! then boot the result through SeaBIOS → GRUB → Xen → dom0 from either disk, and check
+//! the probe's `FIXTURE-STATUS`: `/`, `/var/log` and swap on md, every checksum ok.
+//! Also: dry run and preflight errors write nothing; a rerun says "already converted".
+
+use qemu_tests::fixture::{self, boot_xen, checksums_ok, copy_image};
+use qemu_tests::images::{self, run};
+use qemu_tests::vm::{Bus, Disk, VmBuilder};
+use qemu_tests::{full_matrix, RescueImage, Scratch};
+use rescue::report::Report;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// The whole conversion under TCG (dracut included) takes a few minutes.
+const CONVERT_TIMEOUT: Duration = Duration::from_secs(1500);
+const AUTO: &str = "rescue.action=convert rescue.source=auto rescue.mirror=auto";
+
+/// Xen boots are long and CPU-bound: the big cases run one at a time.
+static XEN: Mutex<()> = Mutex::new(());
+
+struct Disks {
+    source: PathBuf,
+    mirror: PathBuf,
+}
+
+/// A writable copy of the fixture as the source, a blank mirror of the same size, and
+/// the probe told (by a file in the root filesystem) to wait for any resync.
+fn prepare(name: &str, scratch: &Scratch) -> Disks {
+    let fx = fixture::fixture(name).unwrap();
+    let source = scratch.path("source.img");
+    copy_image(&fx.image, &source).unwrap();
+    let root = rescue::inspect::inspect_path(&source)
+        .unwrap()
+        .partitions
+        .into_iter()
+        .find(|p| p.role.as_deref() == Some("root"))
+        .expect("fixture has a root partition");
+    let fs = format!("{}?offset={}", source.display(), root.start_lba * 512);
+    run(Command::new("debugfs").args(["-w", &fs, "-R", "mkdir etc/fixture"])).unwrap();
+    run(Command::new("debugfs").args(["-w", &fs, "-R", "write /dev/null etc/fixture/wait-resync"]))
+        .unwrap();
+    let mirror = scratch.path("mirror.img");
+    images::blank_disk(&mirror, std::fs::metadata(&source).unwrap().len()).unwrap();
+    Disks { source, mirror }
+}
+
+fn rescue_boot(
+    scratch: &Scratch,
+    tag: &str,
+    disks: &[(&Path, &str)],
+    args: &str,
+    timeout: Duration,
+) -> Report {
+    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
+        .memory_mib(2048)
+        .append(args);
+    for (path, serial) in disks {
+        b = b.disk(Disk::new(path, Bus::Virtio).serial(serial));
+    }
+    let mut vm = b.spawn(&scratch.dir.join(tag)).unwrap();
+    let report = vm.wait_for_report(timeout).unwrap();
+    vm.wait_exit(Duration::from_secs(120)).unwrap();
+    report
+}
+
+fn hashes(paths: &[&Path]) -> Vec<String> {
+    paths
+        .iter()
+        .map(|p| images::sha256_file(p).unwrap())
+        .collect()
+}
+
+/// `/`, `/var/log` and swap on md devices, every array listed, every checksum ok.
+fn check_status(status: &Value, what: &str, want_in_sync: bool) {
+    let root = status["root"]["source"].as_str().unwrap_or("");
+    assert!(
+        root.starts_with("/dev/md"),
+        "{what}: / from {root}: {status}"
+    );
+    let log = status["var_log"].as_str().unwrap_or("");
+    assert!(
+        log.starts_with("/dev/md"),
+        "{what}: /var/log from {log}: {status}"
+    );
+    let swaps = status["swap"].as_array().cloned().unwrap_or_default();
+    assert!(
+        !swaps.is_empty()
+            && swaps
+                .iter()
+                .all(|s| s.as_str().unwrap_or("").starts_with("/dev/md")),
+        "{what}: swap {swaps:?}"
+    );
+    assert_eq!(status["xen"], Value::Bool(true), "{what}: not under Xen");
+    if let Err(e) = checksums_ok(status) {
+        panic!("{what}: {e}\n{status}");
+    }
+    if want_in_sync {
+        let md = status["md"].as_array().cloned().unwrap_or_default();
+        assert!(md.len() >= 4, "{what}: arrays {md:?}");
+        for a in &md {
+            let s = a.to_string();
+            assert!(s.contains("UU"), "{what}: array not in sync: {s}");
+        }
+    }
+}
+
+fn convert_fixture(name: &str) {
+    let _one = XEN.lock().unwrap_or_else(|e| e.into_inner());
+    let scratch = Scratch::new(&format!("convert-{name}")).unwrap();
+    let d = prepare(name, &scratch);
+    let disks = [
+        (d.source.as_path(), "XS-SOURCE"),
+        (d.mirror.as_path(), "XS-MIRROR"),
+    ];
+
+    // Dry run: the full plan, nothing written.
+    let before = hashes(&[&d.source, &d.mirror]);
+    let dry = rescue_boot(
+        &scratch,
+        "dry-run",
+        &disks,
+        &format!("{AUTO} rescue.dry-run"),
+        CONVERT_TIMEOUT,
+    );
+    assert!(dry.ok, "dry run: {:?}", dry.errors);
+    let plan = dry
+        .convert
+        .as_ref()
+        .and_then(|c| c.plan.clone())
+        .expect("dry run prints the plan");
+    assert!(plan
+        .arrays
+        .iter()
+        .any(|a| a.role == rescue::convert::plan::ArrayRole::Root));
+    assert_eq!(
+        before,
+        hashes(&[&d.source, &d.mirror]),
+        "dry run wrote to a disk"
+    );
+
+    // The conversion.
+    let report = rescue_boot(&scratch, "convert", &disks, AUTO, CONVERT_TIMEOUT);
+    assert!(
+        report.ok,
+        "convert failed: {:?}\n{:#?}",
+        report.errors, report.convert
+    );
+    let conv = report.convert.as_ref().unwrap();
+    assert!(conv.steps.iter().all(|s| s.ok), "{:#?}", conv.steps);
+    assert!(conv.bytes_copied > 0);
+    assert!(
+        conv.files_changed
+            .iter()
+            .any(|f| f == "/boot/grub/grub.cfg"),
+        "{:?}",
+        conv.files_changed
+    );
+
+    // A rerun on the finished job writes nothing.
+    let after = hashes(&[&d.source, &d.mirror]);
+    let rerun = rescue_boot(&scratch, "rerun", &disks, AUTO, CONVERT_TIMEOUT);
+    assert!(
+        rerun.ok && rerun.convert.as_ref().unwrap().already_converted,
+        "rerun: {:?} {:?}",
+        rerun.errors,
+        rerun.convert
+    );
+    assert_eq!(
+        after,
+        hashes(&[&d.source, &d.mirror]),
+        "the rerun wrote to a disk"
+    );
+
+    // The mirror alone holds everything while the source still needs its resync.
+    let st = boot_xen(
+        vec![Disk::new(&d.mirror, Bus::Ahci)
+            .serial("XS-MIRROR")
+            .snapshot()],
+        &scratch.dir.join("mirror-alone"),
+    )
+    .unwrap();
+    check_status(&st, "mirror alone after convert", false);
+
+    // Both disks: the resync finishes (the probe waits for it) and every array is [UU].
+    let st = boot_xen(
+        vec![
+            Disk::new(&d.source, Bus::Ahci).serial("XS-SOURCE"),
+            Disk::new(&d.mirror, Bus::Ahci).serial("XS-MIRROR"),
+        ],
+        &scratch.dir.join("both"),
+    )
+    .unwrap();
+    check_status(&st, "both disks", true);
+
+    // A disk dies: each one alone still boots (copies of the synced state).
+    let lone: Vec<(&Path, &str)> = if full_matrix() {
+        disks.to_vec()
+    } else {
+        vec![disks[0]]
+    };
+    for (path, serial) in lone {
+        let st = boot_xen(
+            vec![Disk::new(path, Bus::Ahci).serial(serial).snapshot()],
+            &scratch.dir.join(format!("{serial}-alone")),
+        )
+        .unwrap();
+        check_status(&st, &format!("{serial} alone after the resync"), false);
+    }
+}
+
+#[test]
+fn converts_xs7_and_boots_from_either_disk() {
+    convert_fixture("xs7");
+}
+
+#[test]
+fn converts_xs7_without_sr_and_boots_from_either_disk() {
+    convert_fixture("xs7-nosr");
+}
+
+/// Preflight errors: a clear message, nothing written to any disk.
+#[test]
+fn preflight_errors_write_nothing() {
+    let scratch = Scratch::new("convert-preflight").unwrap();
+    let d = prepare("xs7", &scratch);
+    let small = scratch.path("small.img");
+    images::blank_disk(&small, 512 << 20).unwrap();
+    let other = scratch.path("other.img");
+    images::blank_disk(&other, std::fs::metadata(&d.source).unwrap().len()).unwrap();
+    let used = scratch.path("used.img");
+    images::two_partition_disk(
+        &used,
+        images::TestDisk {
+            size_bytes: std::fs::metadata(&d.source).unwrap().len(),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+
+    type Case<'a> = (&'a str, Vec<(&'a Path, &'a str)>, &'a str, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "same-disk",
+            vec![(&d.source, "S"), (&d.mirror, "M")],
+            "rescue.action=convert rescue.source=vda rescue.mirror=vda",
+            "name two different disks",
+        ),
+        (
+            "too-small",
+            vec![(&d.source, "S"), (&small, "M")],
+            "rescue.action=convert rescue.source=vda rescue.mirror=vdb",
+            "too small",
+        ),
+        (
+            "not-xenserver",
+            vec![(&used, "S"), (&d.mirror, "M")],
+            "rescue.action=convert rescue.source=vda rescue.mirror=vdb",
+            "not a XenServer install",
+        ),
+        (
+            "mirror-not-blank",
+            vec![(&d.source, "S"), (&used, "M")],
+            "rescue.action=convert rescue.source=vda rescue.mirror=vdb",
+            "is not blank",
+        ),
+        (
+            "two-candidates",
+            vec![(&d.source, "S"), (&d.mirror, "M"), (&other, "O")],
+            AUTO,
+            "blank disks could be the mirror",
+        ),
+        (
+            "bad-argument",
+            vec![(&d.source, "S"), (&d.mirror, "M")],
+            "rescue.action=convert rescue.source=auto rescue.mirror=auto rescue.metadata=root:2.0",
+            "unknown md metadata",
+        ),
+    ];
+    for (tag, disks, args, expect) in cases {
+        let paths: Vec<&Path> = disks.iter().map(|(p, _)| *p).collect();
+        let before = hashes(&paths);
+        let r = rescue_boot(&scratch, tag, &disks, args, Duration::from_secs(300));
+        assert!(!r.ok, "{tag}: expected an error");
+        assert!(
+            r.errors.iter().any(|e| e.contains(expect)),
+            "{tag}: errors {:?} do not say {expect:?}",
+            r.errors
+        );
+        assert_eq!(before, hashes(&paths), "{tag}: a disk changed");
+    }
+}
