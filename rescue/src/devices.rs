@@ -131,6 +131,25 @@ pub fn wait_for_settle(
     }
 }
 
+/// Every device `modalias` under `sys_bus` (normally `/sys/bus`), sorted and deduplicated.
+pub fn modaliases(sys_bus: &Path) -> Vec<String> {
+    let mut out = BTreeSet::new();
+    let Ok(buses) = std::fs::read_dir(sys_bus) else {
+        return Vec::new();
+    };
+    for bus in buses.flatten() {
+        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
+            continue;
+        };
+        for dev in devs.flatten() {
+            if let Some(m) = read_trimmed(&dev.path().join("modalias")).filter(|m| !m.is_empty()) {
+                out.insert(m);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -225,23 +244,4 @@ mod tests {
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
-}
-
-/// Every device `modalias` under `sys_bus` (normally `/sys/bus`), sorted and deduplicated.
-pub fn modaliases(sys_bus: &Path) -> Vec<String> {
-    let mut out = BTreeSet::new();
-    let Ok(buses) = std::fs::read_dir(sys_bus) else {
-        return Vec::new();
-    };
-    for bus in buses.flatten() {
-        let Ok(devs) = std::fs::read_dir(bus.path().join("devices")) else {
-            continue;
-        };
-        for dev in devs.flatten() {
-            if let Some(m) = read_trimmed(&dev.path().join("modalias")).filter(|m| !m.is_empty()) {
-                out.insert(m);
-            }
-        }
-    }
-    out.into_iter().collect()
 }

@@ -883,10 +883,10 @@ pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
 
 /// Rewrites the target's files; returns them and the (kernel version, initrd) pairs the
 /// boot entries use, read from the target's own kernels (never `uname -r`).
-fn configure_files(
-    root: &Path,
-    plan: &ConvertPlan,
-) -> Result<(Vec<String>, Vec<(String, String)>), String> {
+/// Files changed, and (kernel version, initrd) pairs to rebuild.
+type Configured = (Vec<String>, Vec<(String, String)>);
+
+fn configure_files(root: &Path, plan: &ConvertPlan) -> Result<Configured, String> {
     let conv = conversion_of(plan);
     let changed = crate::target::apply(root, &conv).map_err(|e| e.to_string())?;
     let jobs = crate::target::kernels::initrd_jobs(root).map_err(|e| e.to_string())?;
