@@ -28,7 +28,7 @@ enum Verb {
     Test,
     /// Run every test including the full QEMU matrix.
     E2e,
-    /// Performance figures: `boot` (default) or `clone`.
+    /// Performance figures: `boot` (default), `clone` or `convert`.
     Bench { what: Option<String> },
     /// PXE bundle in target/rescue/pxe/ (pxelinux, iPXE and GRUB netboot examples).
     Pxe(delivery::DeliveryArgs),
@@ -49,8 +49,9 @@ fn main() -> anyhow::Result<()> {
         Verb::Bench { what } => match what.as_deref() {
             None | Some("boot") => bench::boot::run(&sh),
             Some("clone") => bench::clone::run(&sh),
+            Some("convert") => bench::convert::run(&sh),
             Some(other) => {
-                anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot` or `clone`")
+                anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot`, `clone` or `convert`")
             }
         },
         Verb::Pxe(args) => delivery::pxe::run(&sh, &args).map(|p| println!("{}", p.display())),
