@@ -11,15 +11,11 @@ use rescue::report::Report;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 use std::time::Duration;
 
 /// The whole conversion under TCG (dracut included) takes a few minutes.
 const CONVERT_TIMEOUT: Duration = Duration::from_secs(1500);
 const AUTO: &str = "rescue.action=convert rescue.source=auto rescue.mirror=auto";
-
-/// Xen boots are long and CPU-bound: the big cases run one at a time.
-static XEN: Mutex<()> = Mutex::new(());
 
 struct Disks {
     source: PathBuf,
@@ -107,8 +103,19 @@ fn check_status(status: &Value, what: &str, want_in_sync: bool) {
     }
 }
 
-fn convert_fixture(name: &str) {
-    let _one = XEN.lock().unwrap_or_else(|e| e.into_inner());
+/// How many boots after the conversion: CI runs the representative subset, `cargo xtask
+/// e2e` all of them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Depth {
+    /// Mirror alone, both (resync to [UU]), then the source alone.
+    Ci,
+    /// Also the mirror alone after the resync.
+    Full,
+    /// Both disks only (the other fixture covers the single-disk boots in CI).
+    BothOnly,
+}
+
+fn convert_fixture(name: &str, depth: Depth) {
     let scratch = Scratch::new(&format!("convert-{name}")).unwrap();
     let d = prepare(name, &scratch);
     let disks = [
@@ -175,14 +182,16 @@ fn convert_fixture(name: &str) {
     );
 
     // The mirror alone holds everything while the source still needs its resync.
-    let st = boot_xen(
-        vec![Disk::new(&d.mirror, Bus::Ahci)
-            .serial("XS-MIRROR")
-            .snapshot()],
-        &scratch.dir.join("mirror-alone"),
-    )
-    .unwrap();
-    check_status(&st, "mirror alone after convert", false);
+    if depth != Depth::BothOnly {
+        let st = boot_xen(
+            vec![Disk::new(&d.mirror, Bus::Ahci)
+                .serial("XS-MIRROR")
+                .snapshot()],
+            &scratch.dir.join("mirror-alone"),
+        )
+        .unwrap();
+        check_status(&st, "mirror alone after convert", false);
+    }
 
     // Both disks: the resync finishes (the probe waits for it) and every array is [UU].
     let st = boot_xen(
@@ -196,10 +205,10 @@ fn convert_fixture(name: &str) {
     check_status(&st, "both disks", true);
 
     // A disk dies: each one alone still boots (copies of the synced state).
-    let lone: Vec<(&Path, &str)> = if full_matrix() {
-        disks.to_vec()
-    } else {
-        vec![disks[0]]
+    let lone: Vec<(&Path, &str)> = match depth {
+        Depth::Full => disks.to_vec(),
+        Depth::Ci => vec![disks[0]],
+        Depth::BothOnly => vec![],
     };
     for (path, serial) in lone {
         let st = boot_xen(
@@ -211,14 +220,80 @@ fn convert_fixture(name: &str) {
     }
 }
 
+fn depth(ci: Depth) -> Depth {
+    if full_matrix() {
+        Depth::Full
+    } else {
+        ci
+    }
+}
+
 #[test]
 fn converts_xs7_and_boots_from_either_disk() {
-    convert_fixture("xs7");
+    convert_fixture("xs7", depth(Depth::Ci));
 }
 
 #[test]
 fn converts_xs7_without_sr_and_boots_from_either_disk() {
-    convert_fixture("xs7-nosr");
+    convert_fixture("xs7-nosr", depth(Depth::BothOnly));
+}
+
+/// Power cut (QEMU killed) in the middle of the data copy, and again right after the
+/// source was repartitioned: booting the rescue again with the same arguments finishes
+/// the job, and the host boots with every checksum ok.
+#[test]
+fn power_cuts_resume() {
+    let scratch = Scratch::new("convert-power-cut").unwrap();
+    let d = prepare("xs7", &scratch);
+    let image = RescueImage::locate().unwrap();
+    let cut_at = |tag: &str, marker: &str, delay: Duration| {
+        let mut vm = VmBuilder::rescue(&image)
+            .memory_mib(2048)
+            .append(AUTO)
+            .disk(Disk::new(&d.source, Bus::Virtio).serial("XS-SOURCE"))
+            .disk(Disk::new(&d.mirror, Bus::Virtio).serial("XS-MIRROR"))
+            .spawn(&scratch.dir.join(tag))
+            .unwrap();
+        vm.wait_until(CONVERT_TIMEOUT, marker, |log| {
+            log.contains(marker).then_some(())
+        })
+        .unwrap();
+        std::thread::sleep(delay);
+        vm.kill();
+    };
+    // Mid-copy: the root copy has shown progress.
+    cut_at(
+        "cut-copy",
+        "convert: copy root:",
+        Duration::from_millis(500),
+    );
+    // Resumed, then cut right after the source's new partition table is on disk.
+    cut_at(
+        "cut-repartition",
+        "convert: source repartitioned",
+        Duration::ZERO,
+    );
+    let disks = [
+        (d.source.as_path(), "XS-SOURCE"),
+        (d.mirror.as_path(), "XS-MIRROR"),
+    ];
+    let r = rescue_boot(&scratch, "resume", &disks, AUTO, CONVERT_TIMEOUT);
+    assert!(r.ok, "resume failed: {:?}\n{:#?}", r.errors, r.convert);
+    let conv = r.convert.as_ref().unwrap();
+    assert!(
+        conv.started_from == "source-partitioned" || conv.started_from == "source-attached",
+        "resumed from {}",
+        conv.started_from
+    );
+    let st = boot_xen(
+        vec![
+            Disk::new(&d.source, Bus::Ahci).serial("XS-SOURCE"),
+            Disk::new(&d.mirror, Bus::Ahci).serial("XS-MIRROR"),
+        ],
+        &scratch.dir.join("boot"),
+    )
+    .unwrap();
+    check_status(&st, "after the power cuts", true);
 }
 
 /// Preflight errors: a clear message, nothing written to any disk.

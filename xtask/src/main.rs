@@ -46,14 +46,16 @@ fn main() -> anyhow::Result<()> {
         Verb::Build(args) => build::run(&sh, &args).map(drop),
         Verb::Test => test::run(&sh, test::Scope::Ci),
         Verb::E2e => test::run(&sh, test::Scope::Full),
-        Verb::Bench { what } => match what.as_deref() {
-            None | Some("boot") => bench::boot::run(&sh),
-            Some("clone") => bench::clone::run(&sh),
-            Some("convert") => bench::convert::run(&sh),
-            Some(other) => {
-                anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot`, `clone` or `convert`")
+        Verb::Bench { what } => {
+            match what.as_deref() {
+                None | Some("boot") => bench::boot::run(&sh),
+                Some("clone") => bench::clone::run(&sh),
+                Some("convert") => bench::convert::run(&sh),
+                Some(other) => {
+                    anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot`, `clone` or `convert`")
+                }
             }
-        },
+        }
         Verb::Pxe(args) => delivery::pxe::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Usb(args) => delivery::usb::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Fixture { name } => {

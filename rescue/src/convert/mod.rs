@@ -482,6 +482,7 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
                 .map_err(|e| format!("open {}: {e}", plan.source.path))?;
             write_table(&mut src, &plan, true)?;
             drop(src);
+            kernel_log_line("convert: source repartitioned");
             reread(&source_path)?;
             for a in &plan.arrays {
                 let part = partition_path(disk_name(&plan.source.path), a.partition)?;
@@ -714,17 +715,13 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<u64, String>
                 .eta
                 .map(|e| format!(", ETA {} s", e.as_secs()))
                 .unwrap_or_default();
-            // The console is borrowed by `step`; progress goes to the kernel log console.
-            let _ = std::fs::write(
-                "/dev/kmsg",
-                format!(
-                    "convert: copy {}: {} of {}, {}/s{eta}\n",
-                    a.role.as_str(),
-                    p.done,
-                    p.total,
-                    Bytes(p.rate as u64)
-                ),
-            );
+            kernel_log_line(&format!(
+                "convert: copy {}: {} of {}, {}/s{eta}",
+                a.role.as_str(),
+                p.done,
+                p.total,
+                Bytes(p.rate as u64)
+            ));
         }
     };
     let s = clone::clone_with(&args, &mut progress).map_err(|e| e.to_string())?;
@@ -928,11 +925,14 @@ fn wait_resync(plan: &ConvertPlan) -> Result<String, String> {
         }
         if last.elapsed() >= Duration::from_secs(5) {
             last = Instant::now();
-            let _ = std::fs::write(
-                "/dev/kmsg",
-                format!("convert: resync {}\n", busy.join(", ")),
-            );
+            kernel_log_line(&format!("convert: resync {}", busy.join(", ")));
         }
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// A progress line through the kernel log: it reaches every console while `step` holds
+/// ours, and lands in the saved log.
+fn kernel_log_line(line: &str) {
+    let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
 }
