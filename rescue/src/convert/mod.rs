@@ -564,9 +564,10 @@ fn step(
 
 pub fn write_table(dev: &mut File, plan: &ConvertPlan, source_side: bool) -> Result<(), String> {
     let table = plan.table(source_side)?;
-    // Old signatures at either end of the disk must not survive (backup GPT, md 1.0/0.90).
+    // Old signatures at either end of the disk must not survive (backup GPT, md 1.0/0.90);
+    // the journal (512 KiB..1 MiB) must.
     let size = dev.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    zero(dev, 0, 1 << 20)?;
+    zero(dev, 0, journal::SLOT_OFFSETS[0])?;
     zero(dev, size.saturating_sub(1 << 20), 1 << 20)?;
     gpt::write(dev, &table).map_err(|e| e.to_string())?;
     gpt::write_protective_mbr(
