@@ -113,3 +113,84 @@ pub fn erase<W: Write + Seek>(w: &mut W) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::convert::plan::DiskRef;
+    use std::io::Cursor;
+
+    fn journal() -> Journal {
+        let disk = DiskRef {
+            name: "vdb".into(),
+            path: "/dev/vdb".into(),
+            serial: Some("M".into()),
+            size_bytes: 1 << 30,
+        };
+        Journal {
+            seq: 0,
+            phase: Phase::Planned,
+            copied: Vec::new(),
+            plan: ConvertPlan {
+                source: disk.clone(),
+                mirror: disk,
+                sector_size: 512,
+                source_disk_guid: "A".into(),
+                mirror_disk_guid: "B".into(),
+                source_new_disk_guid: "C".into(),
+                partitions: Vec::new(),
+                mirror_partition_guids: Default::default(),
+                source_partition_guids: Default::default(),
+                protective_mbr_active: false,
+                arrays: Vec::new(),
+                room: String::new(),
+                bytes_to_copy: 0,
+                label_suffix: "abcdef".into(),
+                attach_source: true,
+                wait_resync: false,
+                files_to_change: Vec::new(),
+                chroot_commands: Vec::new(),
+            },
+            files_changed: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn newest_valid_slot_wins_and_a_torn_write_falls_back() {
+        let mut disk = Cursor::new(vec![0u8; 2 << 20]);
+        assert_eq!(read(&mut disk).unwrap(), None);
+        let mut j = journal();
+        write(&mut disk, &mut j, |_| Ok(())).unwrap();
+        j.phase = Phase::MirrorReady;
+        j.copied.push(ArrayRole::Root);
+        write(&mut disk, &mut j, |_| Ok(())).unwrap();
+        let got = read(&mut disk).unwrap().unwrap();
+        assert_eq!(
+            (got.seq, got.phase, got.copied.clone()),
+            (2, Phase::MirrorReady, vec![ArrayRole::Root])
+        );
+        // A torn write of the next record (slot of seq 3) leaves seq 2 in force.
+        let slot = SLOT_OFFSETS[1] as usize;
+        disk.get_mut()[slot + HEADER + 10] ^= 0xff;
+        let got = read(&mut disk).unwrap().unwrap();
+        assert_eq!(got.seq, 2);
+        j.phase = Phase::Copied;
+        write(&mut disk, &mut j, |_| Ok(())).unwrap();
+        assert_eq!(read(&mut disk).unwrap().unwrap().phase, Phase::Copied);
+        // Corrupt the newest: the previous one is read.
+        let newest = SLOT_OFFSETS[(j.seq % 2) as usize] as usize;
+        disk.get_mut()[newest + HEADER + 3] ^= 0x55;
+        assert_eq!(read(&mut disk).unwrap().unwrap().phase, Phase::MirrorReady);
+        erase(&mut disk).unwrap();
+        assert_eq!(read(&mut disk).unwrap(), None);
+    }
+
+    #[test]
+    fn phases_are_ordered_as_the_job_runs() {
+        assert!(
+            Phase::Planned < Phase::MirrorReady
+                && Phase::Configured < Phase::SourcePartitioned
+                && Phase::SourceAttached < Phase::Done
+        );
+    }
+}
