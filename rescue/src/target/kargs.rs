@@ -1,6 +1,6 @@
 //! The dom0 kernel command line shared by the GRUB and extlinux rewriters: `root=UUID=`
-//! in place of any `root=`, stale md switches removed, one `rd.md.uuid=` per array needed
-//! before the root switch appended at the end (so a second pass gives the same result).
+//! in place of any `root=`, stale md switches removed, one `rd.md.uuid=` per array the
+//! initrd assembles appended at the end (so a second pass gives the same result).
 
 use super::{Conversion, TargetError};
 
@@ -16,7 +16,7 @@ pub(crate) fn boot_array_uuids(conv: &Conversion) -> Vec<&str> {
     let mut arrays: Vec<_> = conv
         .arrays
         .iter()
-        .filter(|a| a.role.needed_at_boot())
+        .filter(|a| a.role.assembled_by_initrd())
         .collect();
     arrays.sort_by_key(|a| a.role);
     arrays.iter().map(|a| a.uuid.as_str()).collect()
