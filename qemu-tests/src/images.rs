@@ -100,19 +100,65 @@ pub fn two_partition_disk(path: &Path, spec: TestDisk) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// sha256 of a whole file, to prove a test wrote nothing.
+/// A fingerprint of a whole file that proves a test wrote nothing: sha256 over every
+/// data extent (offset, length, bytes) and the file size. Holes are skipped, so a sparse
+/// multi-GiB image costs what its data costs; a write into a hole allocates an extent and
+/// so changes the fingerprint too.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    use std::io::Read;
+    use std::io::{Read, Seek, SeekFrom};
+    use std::os::fd::AsFd;
     let mut f = std::fs::File::open(path)?;
+    let size = f.metadata()?.len();
     let mut h = Sha256::new();
+    h.update(size.to_le_bytes());
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
+    let mut pos = 0u64;
+    while pos < size {
+        let data = match rustix::fs::seek(f.as_fd(), rustix::fs::SeekFrom::Data(pos)) {
+            Ok(d) => d,
+            Err(rustix::io::Errno::NXIO) => break, // no data after pos
+            Err(e) => return Err(e.into()),
+        };
+        let hole = rustix::fs::seek(f.as_fd(), rustix::fs::SeekFrom::Hole(data))?;
+        h.update(data.to_le_bytes());
+        h.update(hole.to_le_bytes());
+        f.seek(SeekFrom::Start(data))?;
+        let mut left = hole - data;
+        while left > 0 {
+            let n = left.min(buf.len() as u64) as usize;
+            f.read_exact(&mut buf[..n])?;
+            h.update(&buf[..n]);
+            left -= n as u64;
         }
-        h.update(&buf[..n]);
+        pos = hole;
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparse_fingerprint_sees_writes_into_holes_and_data() {
+        let dir = std::env::temp_dir().join(format!("xenraid-fp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("f.img");
+        blank_disk(&p, 64 << 20).unwrap();
+        let empty = sha256_file(&p).unwrap();
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+        f.seek(SeekFrom::Start(32 << 20)).unwrap();
+        f.write_all(&[0u8; 4096]).unwrap(); // zeros, but now allocated
+        f.sync_all().unwrap();
+        let allocated = sha256_file(&p).unwrap();
+        assert_ne!(empty, allocated);
+        f.seek(SeekFrom::Start(32 << 20)).unwrap();
+        f.write_all(&[1u8; 1]).unwrap();
+        f.sync_all().unwrap();
+        assert_ne!(allocated, sha256_file(&p).unwrap());
+        assert_eq!(sha256_file(&p).unwrap(), sha256_file(&p).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 }
