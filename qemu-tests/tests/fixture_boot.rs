@@ -8,11 +8,10 @@
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Two cores shared with others: one VM at a time.
-static ONE_VM: Mutex<()> = Mutex::new(());
+// No lock between the tests: each VM is one TCG vCPU (one core), and the test runner's
+// thread count already bounds how many run at once; `cargo xtask fixture` locks per fixture.
 /// A GRUB → Xen → dom0 boot under TCG takes 140 to 350 s; leave room.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
 const MARKER: &str = "FIXTURE-STATUS ";
@@ -62,6 +61,7 @@ fn fixture(name: &str) -> (PathBuf, Value) {
 struct Boot {
     status: Value,
     seconds: f64,
+    console: String,
 }
 
 /// Boots `img` (read-only: writes go to a QEMU snapshot) on an AHCI disk with `serial`
@@ -131,7 +131,11 @@ fn boot(img: &Path, serial: &str, tag: &str) -> Result<Boot, String> {
     match result {
         Ok(status) => {
             eprintln!("{tag}: FIXTURE-STATUS after {seconds:.0} s");
-            Ok(Boot { status, seconds })
+            Ok(Boot {
+                status,
+                seconds,
+                console,
+            })
         }
         Err(e) => Err(format!(
             "{tag}: {e}\ncommand: {cmdline}\n--- console ---\n{console}"
@@ -140,7 +144,6 @@ fn boot(img: &Path, serial: &str, tag: &str) -> Result<Boot, String> {
 }
 
 fn boot_fixture_and_check(name: &str) {
-    let _vm = ONE_VM.lock().unwrap_or_else(|e| e.into_inner());
     let (img, info) = fixture(name);
     let serial = info["disk_serial"].as_str().expect("disk_serial");
     let b = boot(&img, serial, name).unwrap_or_else(|e| panic!("{e}"));
@@ -150,6 +153,16 @@ fn boot_fixture_and_check(name: &str) {
 
     assert_eq!(s["fixture"], name, "{ctx}");
     assert_eq!(s["xen"], true, "dom0 did not run under Xen: {ctx}");
+    // Xen names the loader that started it: proves the disk's own boot path was used.
+    let loader = match info["bootloader"].as_str() {
+        Some("grub") => "(XEN) Bootloader: GRUB 2",
+        Some("extlinux") => "(XEN) Bootloader: SYSLINUX",
+        other => panic!("fixture JSON names an unknown bootloader {other:?}"),
+    };
+    assert!(
+        b.console.contains(loader),
+        "Xen console lacks {loader:?}: {ctx}"
+    );
     assert_eq!(s["root"]["source"], dev(&info["root_partition"]), "{ctx}");
     assert_eq!(s["root"]["label"], info["root_label"], "{ctx}");
     let cmdline = s["cmdline"].as_str().unwrap_or_default();
