@@ -340,14 +340,27 @@ mod tests {
     #[test]
     fn snapshot_of_a_full_command_line() {
         let c = parse(
-            r#"console=tty0 console=ttyS0,115200 rescue.action=inspect rescue.then=reboot rescue.quiet panic=-1"#,
+            r#"console=tty0 console=ttyS0,115200 rescue.action=convert rescue.then=reboot rescue.quiet panic=-1 rescue.source=serial:S1 rescue.mirror=/dev/sdb rescue.dry-run rescue.metadata=1.2,root:1.0 rescue.wait-resync=yes"#,
         );
         insta::assert_json_snapshot!(c, @r#"
         {
           "plan": {
-            "action": "inspect",
+            "action": "convert",
             "then": "reboot",
-            "quiet": true
+            "quiet": true,
+            "source": "serial:S1",
+            "mirror": "/dev/sdb",
+            "wipe": null,
+            "dry_run": true,
+            "metadata": {
+              "backup": "1.2",
+              "logs": "1.2",
+              "root": "1.0",
+              "sr": "1.2",
+              "swap": "1.2"
+            },
+            "attach_source": true,
+            "wait_resync": true
           },
           "errors": [],
           "consoles": [
@@ -369,7 +382,7 @@ mod tests {
           },
           {
             "arg": "rescue.acton=inspect",
-            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet"
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync"
           },
           {
             "arg": "rescue.action",
@@ -395,7 +408,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet",
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync",
                 "rescue.conf line 6: rescue then: expected `key = value`",
             ]
         );
@@ -403,6 +416,24 @@ mod tests {
         let c = parse_over("rescue.then=halt", plan);
         assert_eq!(c.plan.then, Then::Halt);
         assert!(c.plan.quiet);
+    }
+
+    #[test]
+    fn bad_convert_values_are_refused() {
+        let c = parse("rescue.source=sd-a rescue.mirror=serial: rescue.metadata=root:2.0 rescue.metadata=home:1.0 rescue.attach-source=perhaps");
+        let args: Vec<&str> = c.errors.iter().map(|e| e.arg.as_str()).collect();
+        assert_eq!(
+            args,
+            vec![
+                "rescue.source=sd-a",
+                "rescue.mirror=serial:",
+                "rescue.metadata=root:2.0",
+                "rescue.metadata=home:1.0",
+                "rescue.attach-source=perhaps"
+            ]
+        );
+        assert_eq!(c.plan.source, None);
+        assert!(c.plan.attach_source, "a bad value leaves the default");
     }
 
     #[test]

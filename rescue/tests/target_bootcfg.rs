@@ -141,8 +141,17 @@ fn extlinux_6x_rewritten() {
         assert_eq!(o[0], n[0], "Xen segment unchanged");
         assert_eq!(o[2], n[2], "initrd segment unchanged");
         assert!(n[1].contains(&format!("root=UUID={ROOT_FS_UUID}")));
-        assert_eq!(n[1].matches(&format!("rd.md.uuid={ROOT_MD}")).count(), 1, "{}", n[1]);
-        assert!(n[1].split(' ').last().unwrap().starts_with("rd.md.uuid="), "{}", n[1]);
+        assert_eq!(
+            n[1].matches(&format!("rd.md.uuid={ROOT_MD}")).count(),
+            1,
+            "{}",
+            n[1]
+        );
+        assert!(
+            n[1].split(' ').last().unwrap().starts_with("rd.md.uuid="),
+            "{}",
+            n[1]
+        );
     }
     let imgs = extlinux::boot_images(EXTLINUX_6);
     assert_eq!(imgs.len(), 4);

@@ -68,8 +68,10 @@ mod tests {
             out.join(" "),
             "root=UUID=0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b ro nolvm quiet \
              rd.md.uuid=b6eafb52:53b1c0ed:03b029cd:ce0fa6bf \
+             rd.md.uuid=7b4bae54:236b1e2f:7f1a7a0e:e4610009 \
              rd.md.uuid=4a064db1:0c8e8f42:76810417:5cf0ecbd \
-             rd.md.uuid=30dfc30a:1c8031bf:93d8c760:24186100"
+             rd.md.uuid=30dfc30a:1c8031bf:93d8c760:24186100 \
+             rd.md.uuid=0c082894:f0f24c6b:43bf4045:0970c253"
         );
         let again: Vec<&str> = out.iter().map(String::as_str).collect();
         assert_eq!(rewrite_args(&again, &conv7()).unwrap(), out);
