@@ -69,6 +69,39 @@ fn hashes(paths: &[&Path]) -> Vec<String> {
         .collect()
 }
 
+/// The converted host's mdadm agrees with the plan: every array is there, RAID1 over two
+/// devices, with the metadata version and name the rescue wrote.
+fn check_mdadm(status: &Value, plan: &rescue::convert::plan::ConvertPlan, what: &str) {
+    let details = status["mdadm_detail"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for a in &plan.arrays {
+        let d = details
+            .iter()
+            .find(|d| d["MD_UUID"].as_str() == Some(a.uuid.as_str()))
+            .unwrap_or_else(|| {
+                panic!(
+                    "{what}: mdadm --detail does not show array {} ({}): {details:?}",
+                    a.uuid,
+                    a.role.as_str()
+                )
+            });
+        assert_eq!(d["MD_LEVEL"], "raid1", "{what}: {d}");
+        assert_eq!(d["MD_DEVICES"], "2", "{what}: {d}");
+        assert_eq!(
+            d["MD_METADATA"].as_str(),
+            Some(a.metadata.as_str()),
+            "{what}: {d}"
+        );
+        assert_eq!(
+            d["MD_NAME"].as_str(),
+            Some(format!("{}:{}", a.homehost, a.name).as_str()),
+            "{what}: {d}"
+        );
+    }
+}
+
 /// `/`, `/var/log` and swap on md devices, every array listed, every checksum ok.
 fn check_status(status: &Value, what: &str, want_in_sync: bool) {
     let root = status["root"]["source"].as_str().unwrap_or("");
@@ -156,6 +189,8 @@ fn convert_fixture(name: &str, depth: Depth) {
         report.errors, report.convert
     );
     let conv = report.convert.as_ref().unwrap();
+    // The conversion's own plan (the dry run drew other UUIDs).
+    let plan = conv.plan.clone().expect("the report carries the plan");
     assert!(conv.steps.iter().all(|s| s.ok), "{:#?}", conv.steps);
     assert!(conv.bytes_copied > 0);
     assert!(
@@ -191,6 +226,7 @@ fn convert_fixture(name: &str, depth: Depth) {
         )
         .unwrap();
         check_status(&st, "mirror alone after convert", false);
+        check_mdadm(&st, &plan, "mirror alone after convert");
     }
 
     // Both disks: the resync finishes (the probe waits for it) and every array is [UU].
@@ -203,6 +239,7 @@ fn convert_fixture(name: &str, depth: Depth) {
     )
     .unwrap();
     check_status(&st, "both disks", true);
+    check_mdadm(&st, &plan, "both disks");
 
     // A disk dies: each one alone still boots (copies of the synced state).
     let lone: Vec<(&Path, &str)> = match depth {
