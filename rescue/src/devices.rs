@@ -232,15 +232,17 @@ mod tests {
         let busy = wait_for_settle(
             &dir,
             || Duration::from_millis(50),
-            Duration::from_millis(300),
+            Duration::from_millis(1000),
             || {
                 ticks += 1;
                 true
             },
         );
+        // Never settled although the quiet window is far shorter than the deadline, and
+        // the tick ran on more than one poll (how many depends on the machine's load).
         assert!(
-            !busy.stable && ticks > 3,
-            "a tick that keeps changing things must hit the deadline"
+            !busy.stable && busy.waited >= Duration::from_millis(1000) && ticks >= 2,
+            "a tick that keeps changing things must hit the deadline ({ticks} ticks)"
         );
         std::fs::remove_dir_all(dir).unwrap();
     }
