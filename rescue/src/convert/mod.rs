@@ -75,7 +75,18 @@ pub fn run(
 ) -> Result<(), String> {
     rep.dry_run = args.dry_run;
     // A job in progress (or finished) is found by its journal on the mirror.
-    if let Some((mirror, j)) = find_journal(disks) {
+    let journal = find_journal(disks).filter(|(mirror, j)| {
+        // A journal whose source is gone, on a disk the operator allows to wipe, is the
+        // leftover of another job: start a new one.
+        let source_here = disks.iter().any(|d| {
+            d.path != mirror.path
+                && d.disk_guid.as_deref().is_some_and(|g| {
+                    g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid
+                })
+        });
+        source_here || !args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror))
+    });
+    if let Some((mirror, j)) = journal {
         let source = disks
             .iter()
             .find(|d| {
