@@ -392,6 +392,11 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
 
     if j.phase == Phase::Planned {
         step(ctx, rep, "partition-mirror", || {
+            if j.seq == 0 {
+                // A new job: an older job's journal (a reused disk) must not outrank it.
+                journal::erase(&mut mirror_dev)
+                    .map_err(|e| format!("clearing an old journal on the mirror: {e}"))?;
+            }
             save(&mut j, &mut mirror_dev)?;
             write_table(&mut mirror_dev, &plan, false)?;
             reread(&mirror_path)?;
