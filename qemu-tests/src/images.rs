@@ -100,14 +100,16 @@ pub fn two_partition_disk(path: &Path, spec: TestDisk) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A fingerprint of a whole file that proves a test wrote nothing: sha256 over every
-/// data extent (offset, length, bytes) and the file size. Holes are skipped, so a sparse
-/// multi-GiB image costs what its data costs; a write into a hole allocates an extent and
-/// so changes the fingerprint too.
+/// A fingerprint of a file's content that proves a test wrote nothing: sha256 over the
+/// size and every non-zero 4 KiB block with its offset. Holes are skipped (SEEK_DATA), so
+/// a sparse multi-GiB image costs what its data costs. Only content counts: whether the
+/// filesystem reports a zeroed range as a hole or as data (unwritten extents, page cache)
+/// does not change the result.
 pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Seek, SeekFrom};
     use std::os::fd::AsFd;
+    const BLOCK: usize = 4096;
     let mut f = std::fs::File::open(path)?;
     let size = f.metadata()?.len();
     let mut h = Sha256::new();
@@ -121,19 +123,40 @@ pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
             Err(e) => return Err(e.into()),
         };
         let hole = rustix::fs::seek(f.as_fd(), rustix::fs::SeekFrom::Hole(data))?;
-        h.update(data.to_le_bytes());
-        h.update(hole.to_le_bytes());
-        f.seek(SeekFrom::Start(data))?;
-        let mut left = hole - data;
-        while left > 0 {
-            let n = left.min(buf.len() as u64) as usize;
-            f.read_exact(&mut buf[..n])?;
-            h.update(&buf[..n]);
-            left -= n as u64;
+        // Whole blocks, so a region boundary inside a block does not split it.
+        let mut at = data / BLOCK as u64 * BLOCK as u64;
+        let end = hole.div_ceil(BLOCK as u64) * BLOCK as u64;
+        f.seek(SeekFrom::Start(at))?;
+        while at < end.min(size.div_ceil(BLOCK as u64) * BLOCK as u64) {
+            let want = ((end - at) as usize).min(buf.len());
+            let n = read_full(&mut f, &mut buf[..want])?;
+            if n == 0 {
+                break;
+            }
+            for (i, block) in buf[..n].chunks(BLOCK).enumerate() {
+                if block.iter().any(|&b| b != 0) {
+                    h.update((at + (i * BLOCK) as u64).to_le_bytes());
+                    h.update(block);
+                }
+            }
+            at += n as u64;
         }
-        pos = hole;
+        pos = end.max(hole);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Reads until `buf` is full or the file ends.
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 #[cfg(test)]
@@ -141,7 +164,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sparse_fingerprint_sees_writes_into_holes_and_data() {
+    fn fingerprint_follows_content_only() {
         let dir = std::env::temp_dir().join(format!("xenraid-fp-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f.img");
@@ -150,14 +173,26 @@ mod tests {
         use std::io::{Seek, SeekFrom, Write};
         let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
-        f.write_all(&[0u8; 4096]).unwrap(); // zeros, but now allocated
+        f.write_all(&[0u8; 4096]).unwrap(); // zeros: allocated, same content
         f.sync_all().unwrap();
-        let allocated = sha256_file(&p).unwrap();
-        assert_ne!(empty, allocated);
+        assert_eq!(empty, sha256_file(&p).unwrap(), "only content counts");
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
         f.write_all(&[1u8; 1]).unwrap();
         f.sync_all().unwrap();
-        assert_ne!(allocated, sha256_file(&p).unwrap());
+        let one = sha256_file(&p).unwrap();
+        assert_ne!(empty, one);
+        // The same byte one block further is a different content.
+        f.seek(SeekFrom::Start(32 << 20)).unwrap();
+        f.write_all(&[0u8; 1]).unwrap();
+        f.seek(SeekFrom::Start((32 << 20) + 4096)).unwrap();
+        f.write_all(&[1u8; 1]).unwrap();
+        f.sync_all().unwrap();
+        assert_ne!(one, sha256_file(&p).unwrap());
+        // A write into a hole near the end.
+        f.seek(SeekFrom::Start((64 << 20) - 1)).unwrap();
+        f.write_all(&[7u8; 1]).unwrap();
+        f.sync_all().unwrap();
+        assert_ne!(empty, sha256_file(&p).unwrap());
         assert_eq!(sha256_file(&p).unwrap(), sha256_file(&p).unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
