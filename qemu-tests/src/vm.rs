@@ -384,9 +384,11 @@ impl Vm {
     }
 
     /// Waits for a line starting with `marker` and returns the rest of that line.
+    /// Only complete lines count: the guest may still be writing the one we want.
     pub fn wait_for_marker(&mut self, marker: &str, timeout: Duration) -> anyhow::Result<String> {
         self.wait_until(timeout, marker, |log| {
-            log.lines().find_map(|l| {
+            let complete = &log[..log.rfind('\n').map_or(0, |i| i + 1)];
+            complete.lines().find_map(|l| {
                 l.find(marker)
                     .map(|at| l[at + marker.len()..].trim().to_string())
             })
