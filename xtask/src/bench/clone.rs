@@ -38,8 +38,8 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             format!("`{tool}` is missing: apt-get install e2fsprogs partclone mount util-linux coreutils")
         })?;
     }
-    cmd!(sh, "cargo build --release -p rescue --example clone").run()?;
-    let ours = crate::project_root().join("target/release/examples/clone");
+    cmd!(sh, "cargo build --release -p rescue").run()?;
+    let ours = crate::project_root().join("target/release/rescue");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     let (src, dst) = (dir.join("src.img"), dir.join("dst.img"));
@@ -107,7 +107,8 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             Ok(())
         };
         time("rescue clone", sh, &|sh| {
-            let out = cmd!(sh, "{ours} -q --json {src} {dst}").read()?;
+            // `rescue clone` prints its summary as JSON on the last line of stdout.
+            let out = cmd!(sh, "{ours} clone -q {src} {dst}").read()?;
             let json = out.lines().last().unwrap_or_default();
             let v: serde_json::Value = serde_json::from_str(json)?;
             v["bytes_moved"]
