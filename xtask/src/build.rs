@@ -19,6 +19,9 @@ pub struct BuildArgs {
     /// The modules tree matching --kernel: `.../lib/modules/<version>`.
     #[arg(long, requires = "kernel")]
     pub modules: Option<PathBuf>,
+    /// Write the image somewhere else than target/rescue/.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// What `build` produced.
@@ -59,7 +62,7 @@ pub fn run(sh: &Shell, args: &BuildArgs) -> anyhow::Result<Built> {
         _ => kernel::debian(sh)?,
     };
     let init = build_init(sh)?;
-    assemble(&kernel, &init)
+    assemble(&kernel, &init, args.out.clone().unwrap_or_else(output_dir))
 }
 
 /// Builds the release `rescue` binary for the static target.
@@ -69,13 +72,13 @@ pub fn build_init(sh: &Shell) -> anyhow::Result<PathBuf> {
         "cargo build --release --locked -p rescue --target {INIT_TARGET}"
     )
     .run()?;
-    Ok(crate::project_root()
-        .join("target")
-        .join(INIT_TARGET)
-        .join("release/rescue"))
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| crate::project_root().join("target"));
+    Ok(target_dir.join(INIT_TARGET).join("release/rescue"))
 }
 
-fn assemble(kernel: &Kernel, init_path: &Path) -> anyhow::Result<Built> {
+fn assemble(kernel: &Kernel, init_path: &Path, dir: PathBuf) -> anyhow::Result<Built> {
     let init = std::fs::read(init_path).with_context(|| format!("read {}", init_path.display()))?;
     let patterns_file = crate::project_root().join("kernel-config/modules.txt");
     let patterns = std::fs::read_to_string(&patterns_file)
@@ -88,7 +91,6 @@ fn assemble(kernel: &Kernel, init_path: &Path) -> anyhow::Result<Built> {
     })
     .context("building the initramfs")?;
 
-    let dir = output_dir();
     std::fs::create_dir_all(&dir)?;
     let vmlinuz = dir.join("vmlinuz");
     let initramfs_path = dir.join("initramfs.cpio.gz");
