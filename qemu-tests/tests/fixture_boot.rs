@@ -6,7 +6,7 @@
 //! the shared harness later. Needs qemu-system-x86 and root (to build the fixtures).
 
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,48 +15,6 @@ use std::time::{Duration, Instant};
 /// A GRUB → Xen → dom0 boot under TCG takes 140 to 350 s; leave room.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
 const MARKER: &str = "FIXTURE-STATUS ";
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// `cargo xtask fixture <name>`: builds or finds the image; returns it with its JSON.
-fn fixture(name: &str) -> (PathBuf, Value) {
-    let root = workspace_root();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    // A separate target dir: the outer `cargo test` may still hold the main one's lock.
-    let out = Command::new(cargo)
-        .current_dir(&root)
-        .args(["run", "-q", "-p", "xtask", "--target-dir"])
-        .arg(root.join("target").join("xtask-for-tests"))
-        .args(["--", "fixture", name])
-        .stderr(Stdio::inherit())
-        .output()
-        .expect("cannot run cargo xtask fixture");
-    assert!(
-        out.status.success(),
-        "cargo xtask fixture {name} failed: {}",
-        out.status
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let img = PathBuf::from(
-        stdout
-            .lines()
-            .last()
-            .expect("xtask printed no image path")
-            .trim(),
-    );
-    let json_path = img.with_extension("json");
-    let text = std::fs::read_to_string(&json_path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", json_path.display()));
-    (
-        img,
-        serde_json::from_str(&text).expect("fixture JSON is not valid"),
-    )
-}
 
 struct Boot {
     status: Value,
@@ -144,7 +102,8 @@ fn boot(img: &Path, serial: &str, tag: &str) -> Result<Boot, String> {
 }
 
 fn boot_fixture_and_check(name: &str) {
-    let (img, info) = fixture(name);
+    let fx = qemu_tests::fixture::fixture(name).unwrap();
+    let (img, info) = (fx.image, fx.description);
     let serial = info["disk_serial"].as_str().expect("disk_serial");
     let b = boot(&img, serial, name).unwrap_or_else(|e| panic!("{e}"));
     let s = &b.status;
