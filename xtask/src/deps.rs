@@ -28,6 +28,14 @@ pub const TEST: &[(&str, &str)] = &[
     ("losetup", "mount"),
     ("modinfo", "kmod"),
     ("gzip", "gzip"),
+    // Fixture images (built on the host and in a builder VM).
+    ("mmdebstrap", "mmdebstrap"),
+    ("debugfs", "e2fsprogs"),
+    // Checks of what the conversion writes into the target.
+    ("grub-script-check", "grub-common"),
+    ("lvmconfig", "lvm2"),
+    ("findmnt", "util-linux"),
+    ("file", "file"),
 ];
 
 /// Firmware files QEMU tests boot with, and their packages.
