@@ -211,12 +211,11 @@ fn boot_and_run(s: &mut Session) {
                 return;
             }
             let mut rep = crate::convert::ConvertReport::default();
-            let block = devices::list_disks(Path::new("/sys/block"));
             let mut ctx = crate::convert::Ctx {
                 console: &mut s.console,
                 modules: &mut s.modules,
             };
-            if let Err(e) = crate::convert::run(&mut ctx, &s.plan, &block, &candidates, &mut rep) {
+            if let Err(e) = crate::convert::run(&mut ctx, &s.plan, &candidates, &mut rep) {
                 s.report.errors.push(e);
             }
             s.report.convert = Some(rep);

@@ -11,7 +11,6 @@ pub mod plan;
 
 use crate::clone::{self, CloneArgs};
 use crate::cmdline;
-use crate::devices::BlockDisk;
 use crate::formats::{gpt, md};
 use crate::init::{Console, Modules};
 use crate::inspect::Disk;
@@ -69,7 +68,6 @@ const WORK: &str = "/run/xenraid";
 pub fn run(
     ctx: &mut Ctx<'_>,
     args: &cmdline::Plan,
-    block: &[BlockDisk],
     disks: &[Disk],
     rep: &mut ConvertReport,
 ) -> Result<(), String> {
@@ -155,7 +153,6 @@ pub fn run(
         )
         .to_string());
     }
-    let _ = block;
     let plan = preflight(args, source, mirror)?;
     for line in plan.human_lines() {
         ctx.console.say(&line);
