@@ -148,7 +148,10 @@ fn extlinux_6x_rewritten() {
             n[1]
         );
         assert!(
-            n[1].split(' ').next_back().unwrap().starts_with("rd.md.uuid="),
+            n[1].split(' ')
+                .next_back()
+                .unwrap()
+                .starts_with("rd.md.uuid="),
             "{}",
             n[1]
         );

@@ -209,6 +209,7 @@ fn preflight(args: &cmdline::Plan, source: &Disk, mirror: &Disk) -> Result<Conve
     let mut opts = plan::Options {
         attach_source: args.attach_source,
         wait_resync: args.wait_resync,
+        now: sys::unix_time(),
         ..Default::default()
     };
     for (role, v) in &args.metadata {
@@ -633,6 +634,8 @@ pub fn write_superblock(
     let geo = md::geometry(v, member, false).map_err(|e| e.to_string())?;
     let uuid = md::parse_uuid(&a.uuid).ok_or("bad array UUID in the plan")?;
     let now = sys::unix_time();
+    // Both members carry the array's creation time; see `PlannedArray::ctime`.
+    let ctime = if a.ctime == 0 { now } else { a.ctime };
     let (dev_number, roles) = if source_side {
         (1, vec![Some(md::Role::Active(0)), Some(md::Role::Spare)])
     } else {
@@ -643,7 +646,7 @@ pub fn write_superblock(
         homehost: a.homehost.clone(),
         name: a.name.clone(),
         raid_disks: 2,
-        ctime: now,
+        ctime,
         utime: now,
         events: 1,
         clean: true,

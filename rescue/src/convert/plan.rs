@@ -151,6 +151,11 @@ pub struct PlannedArray {
     /// 1.x device UUIDs of the mirror's and the source's member.
     pub mirror_member_uuid: String,
     pub source_member_uuid: String,
+    /// Array creation time (Unix seconds) written into both members' superblocks: mdadm
+    /// only assembles members whose ctime agrees (`compare_super1`), and the kernel keeps
+    /// whatever a hot-added member's superblock says.
+    #[serde(default)]
+    pub ctime: u64,
 }
 
 /// Everything the conversion will do, decided before the first write.
@@ -186,6 +191,8 @@ pub struct ConvertPlan {
 #[derive(Clone, Debug, Default)]
 pub struct Options {
     pub metadata: BTreeMap<ArrayRole, MetadataVersion>,
+    /// Unix time the arrays are created at (fixed in tests).
+    pub now: u64,
     pub attach_source: bool,
     pub wait_resync: bool,
 }
@@ -460,6 +467,7 @@ pub fn plan(
             payload,
             mirror_member_uuid: md::format_uuid(&new_guid().0),
             source_member_uuid: md::format_uuid(&new_guid().0),
+            ctime: opts.now,
         });
     }
     planned.sort_by_key(|a| a.role);
