@@ -451,16 +451,11 @@ mod identify {
         u64::from_le_bytes(a)
     }
 
+    /// A 16-byte on-disk UUID in the usual text form (callers slice exactly 16 bytes).
     fn uuid_text(b: &[u8]) -> String {
-        let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
+        let mut u = [0u8; 16];
+        u.copy_from_slice(&b[..16]);
+        crate::formats::ext::format_uuid(&u)
     }
 
     /// NUL-terminated, printable text or `None`.
