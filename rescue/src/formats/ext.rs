@@ -595,24 +595,12 @@ fn bitmap_runs(bitmap: &[u8], n: u64, mut run: impl FnMut(u64, u64)) -> u64 {
     let mut i = 0u64;
     while i < n {
         let byte = bitmap[(i / 8) as usize];
-        // Whole bytes that continue the current state go fast.
-        if i.is_multiple_of(8) && i + 8 <= n && (byte == 0 || byte == 0xFF) {
-            let set = byte == 0xFF;
-            match (set, start) {
-                (true, None) => start = Some(i),
-                (false, Some(s)) => {
-                    run(s, i);
-                    start = None;
-                }
-                _ => {}
-            }
-            if set {
-                count += 8;
-            }
-            i += 8;
-            continue;
-        }
-        let set = byte >> (i % 8) & 1 == 1;
+        // Whole bytes of one state go in one step; other bytes bit by bit.
+        let (set, width) = if i.is_multiple_of(8) && i + 8 <= n && (byte == 0 || byte == 0xFF) {
+            (byte == 0xFF, 8)
+        } else {
+            (byte >> (i % 8) & 1 == 1, 1)
+        };
         match (set, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
@@ -621,8 +609,10 @@ fn bitmap_runs(bitmap: &[u8], n: u64, mut run: impl FnMut(u64, u64)) -> u64 {
             }
             _ => {}
         }
-        count += u64::from(set);
-        i += 1;
+        if set {
+            count += width;
+        }
+        i += width;
     }
     if let Some(s) = start {
         run(s, n);
