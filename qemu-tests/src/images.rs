@@ -100,12 +100,22 @@ pub fn two_partition_disk(path: &Path, spec: TestDisk) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The plain sha256 of a file's bytes, as `sha256sum` prints it (for artifacts whose
+/// published checksum an operator verifies; disks use [`content_fingerprint`]).
+pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    std::io::copy(&mut f, &mut h)?;
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// A fingerprint of a file's content that proves a test wrote nothing: sha256 over the
 /// size and every non-zero 4 KiB block with its offset. Holes are skipped (SEEK_DATA), so
 /// a sparse multi-GiB image costs what its data costs. Only content counts: whether the
 /// filesystem reports a zeroed range as a hole or as data (unwritten extents, page cache)
 /// does not change the result.
-pub fn sha256_file(path: &Path) -> anyhow::Result<String> {
+pub fn content_fingerprint(path: &Path) -> anyhow::Result<String> {
     use sha2::{Digest, Sha256};
     use std::io::{Seek, SeekFrom};
     use std::os::fd::AsFd;
@@ -169,17 +179,17 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("f.img");
         blank_disk(&p, 64 << 20).unwrap();
-        let empty = sha256_file(&p).unwrap();
+        let empty = content_fingerprint(&p).unwrap();
         use std::io::{Seek, SeekFrom, Write};
         let mut f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
         f.write_all(&[0u8; 4096]).unwrap(); // zeros: allocated, same content
         f.sync_all().unwrap();
-        assert_eq!(empty, sha256_file(&p).unwrap(), "only content counts");
+        assert_eq!(empty, content_fingerprint(&p).unwrap(), "only content counts");
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
         f.write_all(&[1u8; 1]).unwrap();
         f.sync_all().unwrap();
-        let one = sha256_file(&p).unwrap();
+        let one = content_fingerprint(&p).unwrap();
         assert_ne!(empty, one);
         // The same byte one block further is a different content.
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
@@ -187,13 +197,13 @@ mod tests {
         f.seek(SeekFrom::Start((32 << 20) + 4096)).unwrap();
         f.write_all(&[1u8; 1]).unwrap();
         f.sync_all().unwrap();
-        assert_ne!(one, sha256_file(&p).unwrap());
+        assert_ne!(one, content_fingerprint(&p).unwrap());
         // A write into a hole near the end.
         f.seek(SeekFrom::Start((64 << 20) - 1)).unwrap();
         f.write_all(&[7u8; 1]).unwrap();
         f.sync_all().unwrap();
-        assert_ne!(empty, sha256_file(&p).unwrap());
-        assert_eq!(sha256_file(&p).unwrap(), sha256_file(&p).unwrap());
+        assert_ne!(empty, content_fingerprint(&p).unwrap());
+        assert_eq!(content_fingerprint(&p).unwrap(), content_fingerprint(&p).unwrap());
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

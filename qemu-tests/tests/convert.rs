@@ -65,7 +65,7 @@ fn rescue_boot(
 fn hashes(paths: &[&Path]) -> Vec<String> {
     paths
         .iter()
-        .map(|p| images::sha256_file(p).unwrap())
+        .map(|p| images::content_fingerprint(p).unwrap())
         .collect()
 }
 

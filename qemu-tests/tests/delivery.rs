@@ -102,7 +102,7 @@ fn kernel_cmdline(console: &str) -> String {
 fn data_disk(scratch: &Scratch, name: &str) -> anyhow::Result<(PathBuf, String)> {
     let p = scratch.path(name);
     images::blank_disk(&p, 64 << 20)?;
-    let h = images::sha256_file(&p)?;
+    let h = images::content_fingerprint(&p)?;
     Ok((p, h))
 }
 
@@ -143,7 +143,7 @@ fn pxe_boot(test: &str, bootfile: &str) -> anyhow::Result<String> {
     eprintln!("{test}: report after {:.1} s", vm.elapsed().as_secs_f64());
     vm.wait_exit(Duration::from_secs(60))?;
     check_inspect_report(&mut vm, &report, "XR-PXE-DATA")?;
-    let after = images::sha256_file(&disk)?;
+    let after = images::content_fingerprint(&disk)?;
     qemu_tests::vm::ensure(&mut vm, before == after, "the data disk changed")?;
     Ok(vm.console())
 }
@@ -248,7 +248,7 @@ fn usb_boot(test: &str, fw: Fw, conf: Option<&str>, extra: &[(&str, bool)]) -> U
         } else {
             images::blank_disk(&p, 64 << 20).unwrap();
         }
-        disks.push((p.clone(), images::sha256_file(&p).unwrap()));
+        disks.push((p.clone(), images::content_fingerprint(&p).unwrap()));
         vm = vm.disk(Disk::new(&p, Bus::Virtio).serial(serial));
     }
     let mut vm = vm.spawn(&scratch.dir).unwrap();
@@ -256,7 +256,7 @@ fn usb_boot(test: &str, fw: Fw, conf: Option<&str>, extra: &[(&str, bool)]) -> U
     eprintln!("{test}: report after {:.1} s", vm.elapsed().as_secs_f64());
     vm.wait_exit(Duration::from_secs(60)).unwrap();
     for (p, before) in &disks {
-        let after = images::sha256_file(p).unwrap();
+        let after = images::content_fingerprint(p).unwrap();
         qemu_tests::vm::ensure(
             &mut vm,
             &after == before,
