@@ -49,6 +49,21 @@ fn check_inspection(bus: Bus) {
         "no modules loaded: {:?}",
         report.warnings
     );
+    // Every loaded module has its load time; the bus driver of these disks is one of them.
+    let driver = match bus {
+        Bus::Virtio => "virtio_blk",
+        Bus::Ahci => "ahci",
+        Bus::Nvme => "nvme",
+        Bus::VirtioScsi => "virtio_scsi",
+        Bus::Usb => "usb_storage",
+    };
+    assert!(
+        report.module_load_ms.len() >= report.modules_loaded
+            && report.module_load_ms.contains_key(driver),
+        "module load times {:?} do not cover the {} loaded modules (driver {driver})",
+        report.module_load_ms,
+        report.modules_loaded
+    );
     assert_eq!(report.disks.len(), 2, "disks: {:#?}", report.disks);
 
     let src = report

@@ -88,9 +88,11 @@ pub struct Settled {
 }
 
 /// Waits until the set of disks (with their sizes) has not changed for `quiet()` (asked
-/// on every poll: the bus mix decides how patient to be), at most `deadline`. Drivers probe asynchronously (libata, NVMe, USB), so "modules loaded"
-/// does not mean "disks present". `on_tick` runs on every poll (coldplug: load drivers
-/// for devices that appeared); it returns true when it changed something.
+/// on every poll: the bus mix decides how patient to be), at most `deadline`. Some
+/// buses report disks after their driver's module init returned (USB, HBA firmware
+/// events), so "modules loaded" alone does not mean "disks present". `on_tick` runs on
+/// every poll (coldplug: load drivers for devices that appeared); it returns true when
+/// it changed something.
 pub fn wait_for_settle(
     sys_block: &Path,
     quiet: impl Fn() -> Duration,

@@ -15,18 +15,38 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Duration;
 
-/// Quiet period and upper bound for block devices to stop appearing.
-const SETTLE_QUIET: Duration = Duration::from_millis(300);
-/// USB enumerates slowly (port debounce and reset, then the SCSI scan of the stick):
-/// with a USB bus present, wait longer before calling the disks settled.
-const SETTLE_QUIET_USB: Duration = Duration::from_millis(1500);
+/// How long no disk or device may appear before the disks count as settled.
+///
+/// Loading a driver with `finit_module` returns only after the kernel finished every
+/// asynchronous probe it started (AHCI port probes, NVMe namespace scans, SCSI host
+/// scans and the `sd` attach they trigger), so once a coldplug round loads nothing new
+/// the disks of those buses are all there: a short margin is enough.
+const SETTLE_QUIET: Duration = Duration::from_millis(100);
+/// USB enumerates from a workqueue (port debounce and reset, then usb-storage's
+/// `delay_use` before the SCSI scan of the stick), and SAS/RAID HBAs report disks the
+/// firmware discovers late (expanders) as events after the initial scan: with either
+/// present, wait longer before calling the disks settled.
+const SETTLE_QUIET_SLOW: Duration = Duration::from_millis(1500);
+/// Drivers whose disks may show up after their module init returned.
+const LATE_DISCOVERY_DRIVERS: &[&str] = &[
+    "usb_storage",
+    "uas",
+    "mpt3sas",
+    "megaraid_sas",
+    "hpsa",
+    "smartpqi",
+    "aacraid",
+];
 
 fn settle_quiet() -> Duration {
     let usb = std::fs::read_dir("/sys/bus/usb/devices")
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
-    if usb {
-        SETTLE_QUIET_USB
+    let late = LATE_DISCOVERY_DRIVERS
+        .iter()
+        .any(|m| Path::new("/sys/module").join(m).exists());
+    if usb || late {
+        SETTLE_QUIET_SLOW
     } else {
         SETTLE_QUIET
     }
@@ -269,6 +289,8 @@ fn attach_stick(s: &mut Session, disks: &[inspect::Disk]) -> Plan {
 /// worked), then saves the console log next to it.
 fn finish_report(s: &mut Session) {
     s.report.ok = s.report.errors.is_empty();
+    s.report.modules_loaded = s.modules.loaded.len();
+    s.report.module_load_ms = s.modules.load_ms.clone();
     // Kernel messages must not cut through the machine line.
     let _ = sys::set_console_loglevel(1);
     s.report.reported_ms = sys::boottime_ms();
@@ -339,6 +361,7 @@ pub fn inspect_block_disk(d: &devices::BlockDisk) -> anyhow::Result<inspect::Dis
 pub struct Modules {
     index: kmod::ModuleIndex,
     pub loaded: BTreeSet<String>,
+    pub load_ms: std::collections::BTreeMap<String, u64>,
     /// Tried and failed or not applicable; never retried.
     tried: BTreeSet<String>,
     seen_aliases: Vec<String>,
@@ -364,6 +387,7 @@ impl Modules {
         Modules {
             index,
             loaded: BTreeSet::new(),
+            load_ms: Default::default(),
             tried: BTreeSet::new(),
             seen_aliases: Vec::new(),
             warnings,
@@ -396,7 +420,11 @@ impl Modules {
                 continue;
             }
             self.tried.insert(name.clone());
-            match sys::load_module(Path::new(&path), module_params(&name)) {
+            let started = std::time::Instant::now();
+            let outcome = sys::load_module(Path::new(&path), module_params(&name));
+            self.load_ms
+                .insert(name.clone(), started.elapsed().as_millis() as u64);
+            match outcome {
                 Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
                     self.loaded.insert(name);
                     count += 1;

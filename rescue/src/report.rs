@@ -24,6 +24,10 @@ pub struct Report {
     /// `uname -r` of the running kernel; empty on the host CLI.
     pub kernel: String,
     pub modules_loaded: usize,
+    /// Milliseconds each module's `finit_module` took (its init and the probes it waited
+    /// for): where a slow boot spends its time.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub module_load_ms: std::collections::BTreeMap<String, u64>,
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,

@@ -37,6 +37,18 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             report.settle_ms,
             report.modules_loaded
         );
+        let mut slowest: Vec<_> = report.module_load_ms.iter().collect();
+        slowest.sort_by(|a, b| b.1.cmp(a.1));
+        let total: u64 = report.module_load_ms.values().sum();
+        println!(
+            "  finit_module total {total} ms; slowest: {}",
+            slowest
+                .iter()
+                .take(4)
+                .map(|(n, ms)| format!("{n} {ms} ms"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
         own.push(report.reported_ms - report.init_started_ms);
     }
     own.sort();
