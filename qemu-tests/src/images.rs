@@ -185,7 +185,11 @@ mod tests {
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
         f.write_all(&[0u8; 4096]).unwrap(); // zeros: allocated, same content
         f.sync_all().unwrap();
-        assert_eq!(empty, content_fingerprint(&p).unwrap(), "only content counts");
+        assert_eq!(
+            empty,
+            content_fingerprint(&p).unwrap(),
+            "only content counts"
+        );
         f.seek(SeekFrom::Start(32 << 20)).unwrap();
         f.write_all(&[1u8; 1]).unwrap();
         f.sync_all().unwrap();
@@ -203,7 +207,10 @@ mod tests {
         f.write_all(&[7u8; 1]).unwrap();
         f.sync_all().unwrap();
         assert_ne!(empty, content_fingerprint(&p).unwrap());
-        assert_eq!(content_fingerprint(&p).unwrap(), content_fingerprint(&p).unwrap());
+        assert_eq!(
+            content_fingerprint(&p).unwrap(),
+            content_fingerprint(&p).unwrap()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

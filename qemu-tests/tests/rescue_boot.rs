@@ -20,7 +20,10 @@ fn boot_two_disks(test: &str, bus: Bus, extra_args: &str) -> anyhow::Result<(Rep
     let b = scratch.path("b.img");
     images::two_partition_disk(&a, spec.clone())?;
     images::blank_disk(&b, 96 << 20)?;
-    let before = (images::content_fingerprint(&a)?, images::content_fingerprint(&b)?);
+    let before = (
+        images::content_fingerprint(&a)?,
+        images::content_fingerprint(&b)?,
+    );
 
     let mut vm = VmBuilder::rescue(&RescueImage::locate()?)
         .append(extra_args)
@@ -29,7 +32,10 @@ fn boot_two_disks(test: &str, bus: Bus, extra_args: &str) -> anyhow::Result<(Rep
         .spawn(&scratch.dir)?;
     let report = vm.wait_for_report(RESCUE_BOOT_TIMEOUT)?;
     vm.wait_exit(Duration::from_secs(60))?;
-    let after = (images::content_fingerprint(&a)?, images::content_fingerprint(&b)?);
+    let after = (
+        images::content_fingerprint(&a)?,
+        images::content_fingerprint(&b)?,
+    );
     qemu_tests::vm::ensure(
         &mut vm,
         before == after,

@@ -77,6 +77,8 @@ pub struct CloneSummary {
     /// Bytes actually written to the target.
     pub bytes_moved: Bytes,
     pub duration_secs: f64,
+    /// Of `duration_secs`, reading the target back and comparing digests.
+    pub verify_secs: f64,
     pub verified: bool,
     pub direct_io: bool,
     /// Why direct I/O or a used-only copy was not possible, and other warnings.
@@ -369,6 +371,7 @@ pub fn clone_with(
         used_bytes: plan.used,
         bytes_moved: report.bytes,
         duration_secs: start.elapsed().as_secs_f64(),
+        verify_secs: report.verify_duration.as_secs_f64(),
         verified: report.verified,
         direct_io: direct,
         notes,

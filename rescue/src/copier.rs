@@ -132,6 +132,8 @@ pub struct ChunkDigest {
 pub struct CopyReport {
     pub bytes: Bytes,
     pub duration: Duration,
+    /// Of `duration`, the time spent reading the target back and comparing.
+    pub verify_duration: Duration,
     /// Digests of what was written (empty unless verifying).
     pub digests: Vec<ChunkDigest>,
     pub verified: bool,
@@ -270,10 +272,13 @@ where
         duration: start.elapsed(),
         digests,
         verified: false,
+        verify_duration: Duration::ZERO,
     };
     if opts.verify {
+        let verify_start = Instant::now();
         verify(dst, &report.digests, align)?;
         report.verified = true;
+        report.verify_duration = verify_start.elapsed();
         report.duration = start.elapsed();
     }
     Ok(report)

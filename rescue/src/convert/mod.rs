@@ -422,8 +422,11 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
             let name = format!("copy-{}", a.role.as_str());
             let mut moved = 0;
             step(ctx, rep, &name, || {
-                moved = copy_array(&plan, a)?;
-                Ok(format!("{} moved and verified", Bytes(moved)))
+                let (bytes, copy_secs, verify_secs) = copy_array(&plan, a)?;
+                moved = bytes.0;
+                Ok(format!(
+                    "{bytes} moved in {copy_secs:.1} s, read back and verified in {verify_secs:.1} s"
+                ))
             })?;
             rep.bytes_copied += moved;
             j.copied.push(a.role);
@@ -711,9 +714,10 @@ fn stop_arrays(plan: &ConvertPlan) {
 }
 
 /// Copies one array's content with the storage engine and verifies it by read-back.
-fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<u64, String> {
+/// Copies one array's payload; returns bytes moved, seconds copying, seconds verifying.
+fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64, f64), String> {
     if matches!(a.payload, Payload::Empty) || a.content_size_bytes == 0 {
-        return Ok(0);
+        return Ok((Bytes(0), 0.0, 0.0));
     }
     let src = partition_path(disk_name(&plan.source.path), a.partition)?;
     let args = CloneArgs {
@@ -745,7 +749,11 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<u64, String>
     if !s.verified {
         return Err("the copy was not verified".into());
     }
-    Ok(s.bytes_moved.0)
+    Ok((
+        s.bytes_moved,
+        s.duration_secs - s.verify_secs,
+        s.verify_secs,
+    ))
 }
 
 /// Mounts the source root read-only (no journal replay) and checks every ext copy with
