@@ -9,3 +9,135 @@ pub mod mbr;
 pub mod md;
 pub mod swap;
 pub mod vfat;
+
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// A `Read + Seek` view of `len` bytes of another reader starting at byte `start`, so a
+/// format reader that expects its device at offset 0 can read a partition (or an md
+/// member's data area) inside a disk. Reads stop at the end of the window; seeks are
+/// relative to the window, `SeekFrom::End` to its end.
+#[derive(Debug)]
+pub struct Window<R> {
+    inner: R,
+    start: u64,
+    len: u64,
+    pos: u64,
+}
+
+impl<R: Read + Seek> Window<R> {
+    pub fn new(inner: R, start: u64, len: u64) -> Self {
+        Window {
+            inner,
+            start,
+            len,
+            pos: 0,
+        }
+    }
+
+    pub fn into_inner(self) -> R {
+        self.inner
+    }
+}
+
+impl<R: Read + Seek> Read for Window<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        // A window reaching past u64::MAX simply ends there.
+        let Some(at) = self.start.checked_add(self.pos) else {
+            return Ok(0);
+        };
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        self.inner.seek(SeekFrom::Start(at))?;
+        let n = self.inner.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for Window<R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let (base, delta) = match to {
+            SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            SeekFrom::End(d) => (self.len, d),
+            SeekFrom::Current(d) => (self.pos, d),
+        };
+        match base.checked_add_signed(delta) {
+            Some(p) => {
+                self.pos = p;
+                Ok(p)
+            }
+            None => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek to a negative or overflowing position",
+            )),
+        }
+    }
+}
+
+/// A fixed-size text field as blkid shows it: up to the first NUL, trailing whitespace
+/// removed, `None` when nothing is left.
+pub fn label_text(b: &[u8]) -> Option<String> {
+    let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
+    let s = String::from_utf8_lossy(&b[..end]).trim_end().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    #[test]
+    fn window_reads_and_seeks_inside_its_range() {
+        let data: Vec<u8> = (0..=255u8).collect();
+        let mut w = Window::new(Cursor::new(data), 100, 20);
+        let mut buf = [0u8; 8];
+        w.read_exact(&mut buf).unwrap();
+        assert_eq!(buf, [100, 101, 102, 103, 104, 105, 106, 107]);
+        assert_eq!(w.stream_position().unwrap(), 8);
+        // Reads stop at the window's end, not the inner reader's.
+        let mut rest = Vec::new();
+        w.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, (108..120).collect::<Vec<u8>>());
+        assert_eq!(w.seek(SeekFrom::End(-2)).unwrap(), 18);
+        let mut two = [0u8; 4];
+        assert_eq!(w.read(&mut two).unwrap(), 2);
+        assert_eq!(&two[..2], &[118, 119]);
+        assert_eq!(w.seek(SeekFrom::Current(-10)).unwrap(), 10);
+        w.read_exact(&mut buf[..1]).unwrap();
+        assert_eq!(buf[0], 110);
+        // Past the end: nothing to read, read_exact reports EOF.
+        w.seek(SeekFrom::Start(25)).unwrap();
+        assert_eq!(w.read(&mut buf).unwrap(), 0);
+        w.seek(SeekFrom::Start(16)).unwrap();
+        let e = w.read_exact(&mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert!(w.seek(SeekFrom::Current(-100)).is_err());
+        assert_eq!(w.seek(SeekFrom::End(0)).unwrap(), 20);
+    }
+
+    #[test]
+    fn window_past_the_inner_end_or_u64_max_reads_nothing() {
+        let mut w = Window::new(Cursor::new(vec![7u8; 10]), 8, 100);
+        let mut buf = [0u8; 16];
+        assert_eq!(w.read(&mut buf).unwrap(), 2);
+        assert_eq!(w.read(&mut buf).unwrap(), 0);
+        let mut w = Window::new(Cursor::new(vec![7u8; 10]), u64::MAX - 1, 100);
+        w.seek(SeekFrom::Start(5)).unwrap();
+        assert_eq!(w.read(&mut buf).unwrap(), 0);
+    }
+
+    #[test]
+    fn label_text_trims_like_blkid() {
+        assert_eq!(label_text(b"root-x  \0junk"), Some("root-x".into()));
+        assert_eq!(label_text(b"\0abc"), None);
+        assert_eq!(label_text(b"   "), None);
+        assert_eq!(label_text(b"full"), Some("full".into()));
+    }
+}
