@@ -262,20 +262,13 @@ impl Superblock {
         })
     }
 
-    /// ext2, ext3 or ext4, by the same rule as blkid: a journal and only ext3-era
-    /// features is ext3, no journal and only ext2-era features is ext2, else ext4.
+    /// ext2, ext3 or ext4, by the same rule as blkid (see [`version_of`]).
     pub fn version(&self) -> ExtVersion {
-        const OLD_RO: u32 = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR;
-        let old_ro = self.feature_ro_compat & !OLD_RO == 0;
-        let journal = self.feature_compat & COMPAT_HAS_JOURNAL != 0;
-        let ext3_in =
-            self.feature_incompat & !(INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG) == 0;
-        let ext2_in = self.feature_incompat & !(INCOMPAT_FILETYPE | INCOMPAT_META_BG) == 0;
-        match journal {
-            true if ext3_in && old_ro => ExtVersion::Ext3,
-            false if ext2_in && old_ro => ExtVersion::Ext2,
-            _ => ExtVersion::Ext4,
-        }
+        version_of(
+            self.feature_compat,
+            self.feature_incompat,
+            self.feature_ro_compat,
+        )
     }
 
     /// The UUID in its usual text form.
@@ -376,6 +369,64 @@ fn is_power_of(mut n: u64, base: u64) -> bool {
         n /= base;
     }
     n == 1
+}
+
+/// ext2, ext3 or ext4 from the feature words, by the same rule as blkid: a journal and
+/// only ext3-era features is ext3, no journal and only ext2-era features is ext2, else ext4.
+pub fn version_of(compat: u32, incompat: u32, ro_compat: u32) -> ExtVersion {
+    const OLD_RO: u32 = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE_DIR;
+    let old_ro = ro_compat & !OLD_RO == 0;
+    let journal = compat & COMPAT_HAS_JOURNAL != 0;
+    let ext3_in = incompat & !(INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG) == 0;
+    let ext2_in = incompat & !(INCOMPAT_FILETYPE | INCOMPAT_META_BG) == 0;
+    match journal {
+        true if ext3_in && old_ro => ExtVersion::Ext3,
+        false if ext2_in && old_ro => ExtVersion::Ext2,
+        _ => ExtVersion::Ext4,
+    }
+}
+
+/// What identification needs from an ext superblock, in the form blkid reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub version: ExtVersion,
+    /// Volume name up to its NUL, trailing whitespace removed; `None` when empty.
+    pub label: Option<String>,
+    /// In [`format_uuid`] form.
+    pub uuid: String,
+}
+
+/// Identifies an ext2/3/4 filesystem at the start of `r` leniently, as blkid does: the
+/// magic is enough (only an external journal device is refused), so a filesystem that
+/// [`Superblock::parse`] rejects (unknown features, bigalloc, odd geometry) is still
+/// named. `Ok(None)` when there is no ext superblock.
+pub fn probe<R: Read + Seek>(r: &mut R) -> io::Result<Option<Probe>> {
+    let mut b = [0u8; 256];
+    r.seek(SeekFrom::Start(SUPERBLOCK_OFFSET))?;
+    match r.read_exact(&mut b) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let (compat, incompat) = (le32(&b, 0x5C), le32(&b, 0x60));
+    if le16(&b, 0x38) != MAGIC || incompat & INCOMPAT_JOURNAL_DEV != 0 {
+        return Ok(None);
+    }
+    // RECOVER without a journal is not counted: such a filesystem is reported as ext2 (or
+    // ext4 by its other features). blkid names no ext type at all for it, and
+    // `Superblock::version` says ext4; kept as inspect has always reported it.
+    let incompat_seen = if compat & COMPAT_HAS_JOURNAL == 0 {
+        incompat & !INCOMPAT_RECOVER
+    } else {
+        incompat
+    };
+    let mut uuid = [0u8; 16];
+    uuid.copy_from_slice(&b[0x68..0x78]);
+    Ok(Some(Probe {
+        version: version_of(compat, incompat_seen, le32(&b, 0x64)),
+        label: super::label_text(&b[0x78..0x88]),
+        uuid: format_uuid(&uuid),
+    }))
 }
 
 /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`.
@@ -657,5 +708,67 @@ mod tests {
         let with: Vec<u64> = (0..50).filter(|&g| sb.group_has_super(g)).collect();
         assert_eq!(with, vec![0, 1, 3, 5, 7, 9, 25, 27, 49]);
         assert_eq!(sb.version(), ExtVersion::Ext2);
+    }
+
+    fn probe_image(compat: u32, incompat: u32, ro_compat: u32, label: &[u8]) -> Vec<u8> {
+        let mut img = vec![0u8; 4096];
+        let b = &mut img[1024..2048];
+        b[0x38..0x3A].copy_from_slice(&MAGIC.to_le_bytes());
+        b[0x5C..0x60].copy_from_slice(&compat.to_le_bytes());
+        b[0x60..0x64].copy_from_slice(&incompat.to_le_bytes());
+        b[0x64..0x68].copy_from_slice(&ro_compat.to_le_bytes());
+        b[0x68..0x78].copy_from_slice(b"0123456789abcdef");
+        b[0x78..0x78 + label.len()].copy_from_slice(label);
+        img
+    }
+
+    fn probe_of(img: Vec<u8>) -> Option<Probe> {
+        probe(&mut io::Cursor::new(img)).unwrap()
+    }
+
+    #[test]
+    fn probe_names_the_version_like_blkid() {
+        let ext3 = probe_of(probe_image(
+            COMPAT_HAS_JOURNAL,
+            INCOMPAT_FILETYPE | INCOMPAT_RECOVER,
+            RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE,
+            b"root-abc  ",
+        ))
+        .unwrap();
+        assert_eq!(
+            ext3,
+            Probe {
+                version: ExtVersion::Ext3,
+                label: Some("root-abc".into()),
+                uuid: "30313233-3435-3637-3839-616263646566".into(),
+            }
+        );
+        let v = |c, i, r| probe_of(probe_image(c, i, r, b"")).map(|p| p.version);
+        assert_eq!(v(0, INCOMPAT_FILETYPE, 0), Some(ExtVersion::Ext2));
+        assert_eq!(
+            v(COMPAT_HAS_JOURNAL, INCOMPAT_EXTENTS, 0),
+            Some(ExtVersion::Ext4)
+        );
+        assert_eq!(
+            v(COMPAT_HAS_JOURNAL, 0, RO_COMPAT_METADATA_CSUM),
+            Some(ExtVersion::Ext4)
+        );
+        assert_eq!(v(0, INCOMPAT_64BIT, 0), Some(ExtVersion::Ext4));
+        // Features the strict reader refuses are still identified.
+        assert_eq!(
+            v(0, 0x8000_0000, RO_COMPAT_BIGALLOC),
+            Some(ExtVersion::Ext4)
+        );
+        // RECOVER without a journal: ext2 as inspect always said (blkid: nothing).
+        assert_eq!(v(0, INCOMPAT_RECOVER, 0), Some(ExtVersion::Ext2));
+        assert_eq!(version_of(0, INCOMPAT_RECOVER, 0), ExtVersion::Ext4);
+        // An external journal is not a filesystem; no magic or a short stream is nothing.
+        assert_eq!(v(0, INCOMPAT_JOURNAL_DEV, 0), None);
+        let mut img = probe_image(0, 0, 0, b"x");
+        img[1024 + 0x38] = 0;
+        assert_eq!(probe_of(img), None);
+        let mut img = probe_image(0, 0, 0, b"x");
+        img.truncate(1200);
+        assert_eq!(probe_of(img), None);
     }
 }
