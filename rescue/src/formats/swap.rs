@@ -124,6 +124,59 @@ impl SwapHeader {
     }
 }
 
+/// The signature of the old (version 0) swap area, which has no header fields.
+pub const MAGIC_V0: &[u8; 10] = b"SWAP-SPACE";
+
+/// What identification needs from a swap area, in the form blkid reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Volume name up to its NUL, trailing whitespace removed; `None` when empty.
+    pub label: Option<String>,
+    /// `None` when all zero (and for a version-0 area, which has none).
+    pub uuid: Option<String>,
+}
+
+/// Identifies a swap area at the start of `r` leniently, as blkid does: the signature in
+/// the last 10 bytes of the first page, for every page size Linux uses (not only the 4 KiB
+/// [`SwapHeader::read`] handles), without checking the header's fields. A hibernation
+/// image is not reported. `Ok(None)` when there is no swap signature.
+pub fn probe<R: Read + Seek>(r: &mut R) -> io::Result<Option<Probe>> {
+    for page in [4096u64, 8192, 16384, 65536] {
+        let mut magic = [0u8; 10];
+        if !read_at(r, page - 10, &mut magic)? {
+            return Ok(None);
+        }
+        if &magic == MAGIC {
+            // uuid[16] and volume_name[16], inside the page just read.
+            let mut h = [0u8; 32];
+            read_at(r, 1036, &mut h)?;
+            let mut uuid = [0u8; 16];
+            uuid.copy_from_slice(&h[..16]);
+            return Ok(Some(Probe {
+                label: super::label_text(&h[16..]),
+                uuid: (uuid != [0; 16]).then(|| super::ext::format_uuid(&uuid)),
+            }));
+        }
+        if &magic == MAGIC_V0 {
+            return Ok(Some(Probe {
+                label: None,
+                uuid: None,
+            }));
+        }
+    }
+    Ok(None)
+}
+
+/// Reads `buf` at `offset`; `Ok(false)` when the stream ends first.
+fn read_at<R: Read + Seek>(r: &mut R, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
+    r.seek(SeekFrom::Start(offset))?;
+    match r.read_exact(buf) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +194,54 @@ mod tests {
         h.write(&mut c).unwrap();
         assert_eq!(SwapHeader::read(&mut c).unwrap(), h);
         assert_eq!(h.size(), Bytes(256 * 4096));
+    }
+
+    #[test]
+    fn probe_reads_label_and_uuid_at_any_page_size() {
+        let h = SwapHeader {
+            last_page: 255,
+            nr_badpages: 0,
+            uuid: *b"0123456789abcdef",
+            label: "swap-label".into(),
+        };
+        let mut c = Cursor::new(vec![0u8; 256 * 4096]);
+        h.write(&mut c).unwrap();
+        let want = Probe {
+            label: Some("swap-label".into()),
+            uuid: Some("30313233-3435-3637-3839-616263646566".into()),
+        };
+        assert_eq!(probe(&mut c).unwrap(), Some(want.clone()));
+        // Same header on a 64 KiB-page machine: the magic ends that page.
+        let page = c.get_ref()[..4096].to_vec();
+        let mut big = vec![0u8; 1 << 20];
+        big[..4086].copy_from_slice(&page[..4086]);
+        big[65536 - 10..65536].copy_from_slice(MAGIC);
+        assert_eq!(probe(&mut Cursor::new(big.clone())).unwrap(), Some(want));
+        // No UUID, no label.
+        big[1036..1068].fill(0);
+        assert_eq!(
+            probe(&mut Cursor::new(big.clone())).unwrap(),
+            Some(Probe {
+                label: None,
+                uuid: None
+            })
+        );
+        // Version 0 has no fields; a hibernation image or a short stream is not swap.
+        big[65536 - 10..65536].copy_from_slice(MAGIC_V0);
+        big[1036] = 1;
+        assert_eq!(
+            probe(&mut Cursor::new(big.clone())).unwrap(),
+            Some(Probe {
+                label: None,
+                uuid: None
+            })
+        );
+        big[65536 - 10..65536 - 1].copy_from_slice(SUSPEND_MAGIC);
+        assert_eq!(probe(&mut Cursor::new(big)).unwrap(), None);
+        assert_eq!(
+            probe(&mut Cursor::new(page[..4000].to_vec())).unwrap(),
+            None
+        );
     }
 
     #[test]
