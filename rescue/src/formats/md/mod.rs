@@ -460,6 +460,53 @@ pub fn read<R: Read + Seek>(r: &mut R, member_size: Sectors) -> Result<Option<Su
     first_err.map_or(Ok(None), Err)
 }
 
+/// What identification needs from a member's superblock.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub version: MetadataVersion,
+    /// In mdadm's order, as [`Superblock::array_uuid`]; print it with [`format_uuid`].
+    pub array_uuid: [u8; 16],
+    /// 1.x `set_name` up to its NUL, trailing whitespace removed, `None` when empty (as
+    /// blkid's LABEL); always `None` for 0.90.
+    pub name: Option<String>,
+    pub super_offset: Sectors,
+    /// Where the array's data starts on this member (0 for 0.90), as recorded.
+    pub data_offset: Sectors,
+}
+
+/// Looks for a superblock of one version where it belongs on a member of `member_size`
+/// sectors ([`super_location`]), leniently: the magic, the major version (0.90: exactly
+/// 0.90) and for 1.x the superblock's own record of its location are checked, nothing else
+/// (no checksum, no field checks, no bitmap), so a damaged member is still recognised
+/// where [`read_version`] would refuse it. `Ok(None)` when there is none or the member is
+/// too small for this version.
+pub fn probe_version<R: Read + Seek>(
+    r: &mut R,
+    member_size: Sectors,
+    version: MetadataVersion,
+) -> io::Result<Option<Probe>> {
+    let Some(loc) = super_location(version, member_size) else {
+        return Ok(None);
+    };
+    let mut raw = vec![
+        0u8;
+        match version {
+            MetadataVersion::V0_90 => SB_BYTES,
+            _ => v1::HEADER,
+        }
+    ];
+    r.seek(SeekFrom::Start(loc.bytes().0))?;
+    match r.read_exact(&mut raw) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    Ok(match version {
+        MetadataVersion::V0_90 => v090::probe(&raw, loc),
+        _ => v1::probe(&raw, version, loc),
+    })
+}
+
 /// An in-place change to an existing member's superblock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Update {

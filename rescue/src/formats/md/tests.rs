@@ -308,3 +308,51 @@ fn absurd_member_sizes_are_errors_not_overflows() {
     assert!(geometry(MetadataVersion::V1_0, Sectors(u64::MAX), true).is_err());
     assert_eq!(read(&mut c, Sectors(0)).unwrap(), None);
 }
+
+#[test]
+fn probe_finds_what_read_finds() {
+    for v in VERSIONS {
+        let a = spec(vec![Some(Role::Active(0)), None]);
+        let size = 50_000;
+        let mut c = image(v, size, true, &a, 0);
+        let sb = read(&mut c, Sectors(size)).unwrap().unwrap();
+        let p = probe_version(&mut c, Sectors(size), v).unwrap().unwrap();
+        assert_eq!(p.version, v);
+        assert_eq!(p.array_uuid, sb.array_uuid, "{v}");
+        assert_eq!(p.super_offset, sb.super_offset, "{v}");
+        assert_eq!(p.data_offset, sb.data_offset, "{v}");
+        let name = (v != MetadataVersion::V0_90).then(|| "xenserver:3".to_string());
+        assert_eq!(p.name, name, "{v}");
+        for other in VERSIONS.into_iter().filter(|o| *o != v) {
+            assert_eq!(probe_version(&mut c, Sectors(size), other).unwrap(), None);
+        }
+    }
+}
+
+#[test]
+fn probe_ignores_checksums_but_not_the_recorded_location() {
+    let a = spec(vec![Some(Role::Active(0)), None]);
+    let mut c = image(MetadataVersion::V1_2, 50_000, false, &a, 0);
+    c.get_mut()[4096 + 40] ^= 0x20; // inside set_name: read refuses it
+    assert!(read(&mut c, Sectors(50_000)).is_err());
+    let p = probe_version(&mut c, Sectors(50_000), MetadataVersion::V1_2)
+        .unwrap()
+        .unwrap();
+    assert_eq!(p.name.as_deref(), Some("xenserveR:3"));
+    // A 1.x superblock copied to another place records where it came from.
+    let sb: Vec<u8> = c.get_ref()[4096..4096 + 512].to_vec();
+    c.get_mut()[..512].copy_from_slice(&sb);
+    assert_eq!(
+        probe_version(&mut c, Sectors(50_000), MetadataVersion::V1_1).unwrap(),
+        None
+    );
+    // Too small for the version, or a stream shorter than the member claims: none.
+    assert_eq!(
+        probe_version(&mut c, Sectors(16), MetadataVersion::V1_2).unwrap(),
+        None
+    );
+    assert_eq!(
+        probe_version(&mut c, Sectors(1 << 30), MetadataVersion::V1_0).unwrap(),
+        None
+    );
+}

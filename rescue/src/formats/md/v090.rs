@@ -3,8 +3,8 @@
 
 use super::geometry::Geometry;
 use super::{
-    bitmap, ArraySpec, MdError, MemberSpec, MetadataVersion, Result, Role, Superblock, Update,
-    MD_MAGIC, SB_BYTES,
+    bitmap, ArraySpec, MdError, MemberSpec, MetadataVersion, Probe, Result, Role, Superblock,
+    Update, MD_MAGIC, SB_BYTES,
 };
 use crate::units::Sectors;
 
@@ -272,6 +272,34 @@ pub(super) fn encode(
     Ok((b, bitmap))
 }
 
+/// The array UUID in mdadm's order from the four host-endian words.
+fn array_uuid(raw: &[u8]) -> [u8; 16] {
+    let mut disk = [0u8; 16];
+    for (g, w) in [W_UUID0, W_UUID1, W_UUID1 + 1, W_UUID1 + 2]
+        .into_iter()
+        .enumerate()
+    {
+        disk[4 * g..4 * g + 4].copy_from_slice(&word(raw, w).to_le_bytes());
+    }
+    // disk_uuid is its own inverse.
+    bitmap::disk_uuid(V, &disk)
+}
+
+/// The identification fields of the superblock at sector `loc`, if it has the magic and
+/// version 0.90.
+pub(super) fn probe(raw: &[u8], loc: Sectors) -> Option<Probe> {
+    if magic(raw) != MD_MAGIC || word(raw, W_MAJOR) != 0 || word(raw, W_MINOR) != 90 {
+        return None;
+    }
+    Some(Probe {
+        version: V,
+        array_uuid: array_uuid(raw),
+        name: None,
+        super_offset: loc,
+        data_offset: Sectors(0),
+    })
+}
+
 pub(super) fn decode(raw: &[u8], loc: Sectors, member_size: Sectors) -> Result<Superblock> {
     let sector = loc.0;
     let (major, minor) = (word(raw, W_MAJOR), word(raw, W_MINOR));
@@ -332,19 +360,11 @@ pub(super) fn decode(raw: &[u8], loc: Sectors, member_size: Sectors) -> Result<S
     while roles.last() == Some(&None) {
         roles.pop();
     }
-    let mut disk = [0u8; 16];
-    for (g, w) in [W_UUID0, W_UUID1, W_UUID1 + 1, W_UUID1 + 2]
-        .into_iter()
-        .enumerate()
-    {
-        disk[4 * g..4 * g + 4].copy_from_slice(&word(raw, w).to_le_bytes());
-    }
     let state = word(raw, W_STATE);
     let has_bitmap = state & SB_BITMAP_PRESENT != 0;
     Ok(Superblock {
         version: V,
-        // disk_uuid is its own inverse.
-        array_uuid: bitmap::disk_uuid(V, &disk),
+        array_uuid: array_uuid(raw),
         name: word(raw, W_MD_MINOR).to_string(),
         level: word(raw, W_LEVEL) as i32,
         raid_disks,

@@ -3,13 +3,13 @@
 
 use super::geometry::Geometry;
 use super::{
-    bitmap, set_name, ArraySpec, BadBlockLog, MdError, MemberSpec, MetadataVersion, Result, Role,
-    Superblock, Update, MD_MAGIC, SB_BYTES,
+    bitmap, set_name, ArraySpec, BadBlockLog, MdError, MemberSpec, MetadataVersion, Probe, Result,
+    Role, Superblock, Update, MD_MAGIC, SB_BYTES,
 };
 use crate::units::Sectors;
 
 const FEATURE_BITMAP: u32 = 1;
-const HEADER: usize = 256;
+pub(super) const HEADER: usize = 256;
 /// The kernel refuses more role entries than fit one 4 KiB block.
 const MAX_DEV_LIMIT: u32 = (SB_BYTES as u32 - HEADER as u32) / 2;
 const ROLE_SPARE: u16 = 0xffff;
@@ -289,6 +289,27 @@ pub(super) fn decode(
             offset: bblog_offset,
             size: Sectors(u64::from(bblog_size)),
         }),
+    })
+}
+
+/// The identification fields of the header at sector `loc` (at least [`HEADER`] bytes), if
+/// it has the magic, major version 1 and records `loc` as its own location.
+pub(super) fn probe(raw: &[u8], version: MetadataVersion, loc: Sectors) -> Option<Probe> {
+    if magic(raw) != MD_MAGIC
+        || u32_at(raw, off::MAJOR) != 1
+        // A stray copy elsewhere (an array inside an array, an old member) is not ours.
+        || u64_at(raw, off::SUPER_OFFSET) != loc.0
+    {
+        return None;
+    }
+    let mut array_uuid = [0u8; 16];
+    array_uuid.copy_from_slice(&raw[off::SET_UUID..off::SET_UUID + 16]);
+    Some(Probe {
+        version,
+        array_uuid,
+        name: crate::formats::label_text(&raw[off::SET_NAME..off::SET_NAME + 32]),
+        super_offset: loc,
+        data_offset: Sectors(u64_at(raw, off::DATA_OFFSET)),
     })
 }
 
