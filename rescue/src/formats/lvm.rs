@@ -254,14 +254,7 @@ pub fn read_metadata_area<R: Read + Seek>(r: &mut R, area: Area) -> Result<Metad
         ));
     }
     let mut text = vec![0u8; len as usize];
-    let first = len.min(size - off);
-    r.seek(SeekFrom::Start(start + off))?;
-    r.read_exact(&mut text[..first as usize])?;
-    if first < len {
-        // Wrapped: the rest follows the header at the start of the ring.
-        r.seek(SeekFrom::Start(start + MDA_HEADER_SIZE))?;
-        r.read_exact(&mut text[first as usize..])?;
-    }
+    let wrapped = read_ring(r, start, size, off, &mut text)?;
     let got = crc(INITIAL_CRC, &text);
     if got != sum {
         return corrupt(format!(
@@ -276,8 +269,148 @@ pub fn read_metadata_area<R: Read + Seek>(r: &mut R, area: Area) -> Result<Metad
         area,
         text: Some(text),
         ignored,
-        wrapped: first < len,
+        wrapped,
     })
+}
+
+/// Fills `buf` from a metadata area's ring buffer: from `off` (below `size`) inside the
+/// area of `size` bytes at `start`, continuing right after the area header when the text
+/// wraps around the end. Returns whether it wrapped.
+fn read_ring<R: Read + Seek>(
+    r: &mut R,
+    start: u64,
+    size: u64,
+    off: u64,
+    buf: &mut [u8],
+) -> io::Result<bool> {
+    let first = (buf.len() as u64).min(size - off) as usize;
+    r.seek(SeekFrom::Start(start.saturating_add(off)))?;
+    r.read_exact(&mut buf[..first])?;
+    let wrapped = first < buf.len();
+    if wrapped {
+        r.seek(SeekFrom::Start(start.saturating_add(MDA_HEADER_SIZE)))?;
+        r.read_exact(&mut buf[first..])?;
+    }
+    Ok(wrapped)
+}
+
+/// A PV UUID as LVM prints it: the 32 stored characters in groups of 6-4-4-4-4-4-6.
+pub fn format_uuid(raw: &str) -> String {
+    let mut out = String::with_capacity(38);
+    let mut at = 0;
+    for (i, n) in [6, 4, 4, 4, 4, 4, 6].into_iter().enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        out.push_str(raw.get(at..at + n).unwrap_or_default());
+        at += n;
+    }
+    out
+}
+
+/// What identification needs from a PV, in the form blkid reports it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// With dashes ([`format_uuid`]).
+    pub pv_uuid: String,
+    /// From the newest metadata text in the first metadata area, when it can be read.
+    pub vg_name: Option<String>,
+}
+
+/// Metadata text larger than this is not read for identification.
+const PROBE_MAX_METADATA: u64 = 16 << 20;
+
+/// Identifies a PV at the start of `r` leniently: `LABELONE` with type `LVM2 001` in one
+/// of the first four sectors and 32 alphanumeric UUID characters in the PV header are
+/// enough (no checksums, unlike [`PvLabel::read`] and [`read_metadata_area`]). The VG
+/// name comes from the first metadata area's committed text and is `None` when that
+/// cannot be read. `Ok(None)` when there is no label.
+pub fn probe<R: Read + Seek>(r: &mut R) -> io::Result<Option<Probe>> {
+    const HEAD: usize = (LABEL_SCAN_SECTORS * SECTOR_SIZE) as usize;
+    let mut head = [0u8; HEAD];
+    r.seek(SeekFrom::Start(0))?;
+    if read_up_to(r, &mut head)? < HEAD {
+        return Ok(None);
+    }
+    let Some(label) = (0..HEAD)
+        .step_by(SECTOR_SIZE as usize)
+        .find(|o| &head[*o..o + 8] == LABEL_ID && &head[o + 24..o + 32] == LABEL_TYPE)
+    else {
+        return Ok(None);
+    };
+    // The PV header may run on into the following sectors.
+    let Some(pvh) = usize::try_from(le32(&head, label + 20))
+        .ok()
+        .and_then(|o| o.checked_add(label))
+        .filter(|pvh| pvh.checked_add(40).is_some_and(|end| end <= HEAD))
+    else {
+        return Ok(None);
+    };
+    let raw = &head[pvh..pvh + 32];
+    if !raw.iter().all(u8::is_ascii_alphanumeric) {
+        return Ok(None);
+    }
+    let pv_uuid = format_uuid(&String::from_utf8_lossy(raw));
+    // Data areas, then metadata areas, each list ending with a zero offset.
+    let mut o = pvh + 40;
+    let mut lists = [Vec::new(), Vec::new()];
+    for list in &mut lists {
+        while o + 16 <= HEAD {
+            let (off, size) = (le64(&head, o), le64(&head, o + 8));
+            o += 16;
+            if off == 0 {
+                break;
+            }
+            list.push((off, size));
+        }
+    }
+    let vg_name = match lists[1].first() {
+        Some(&(mda_off, mda_size)) => probe_vg_name(r, mda_off, mda_size)?,
+        None => None,
+    };
+    Ok(Some(Probe { pv_uuid, vg_name }))
+}
+
+/// The VG name in the committed text of the metadata area at `start` of `size` bytes.
+fn probe_vg_name<R: Read + Seek>(r: &mut R, start: u64, size: u64) -> io::Result<Option<String>> {
+    if start.checked_add(size).is_none() {
+        return Ok(None);
+    }
+    let mut h = [0u8; MDA_HEADER_SIZE as usize];
+    let header = r
+        .seek(SeekFrom::Start(start))
+        .and_then(|_| r.read_exact(&mut h));
+    if unless_eof(header)?.is_none() || &h[4..20] != MDA_MAGIC {
+        return Ok(None);
+    }
+    // First raw location: the committed metadata (offset within the area, length).
+    let (off, len) = (le64(&h, 40), le64(&h, 48));
+    if off < MDA_HEADER_SIZE || off >= size || len == 0 || len > PROBE_MAX_METADATA {
+        return Ok(None);
+    }
+    let mut text = vec![0u8; len as usize];
+    if unless_eof(read_ring(r, start, size, off, &mut text))?.is_none() {
+        return Ok(None);
+    }
+    Ok(vg_name_in_text(&String::from_utf8_lossy(&text)))
+}
+
+/// `None` for a read that ran past the end of the device.
+fn unless_eof<T>(res: io::Result<T>) -> io::Result<Option<T>> {
+    match res {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The name of the first section opened in metadata text (`name {` on its own line), the
+/// volume group's.
+fn vg_name_in_text(text: &str) -> Option<String> {
+    let name = text
+        .lines()
+        .find_map(|l| l.trim_end().strip_suffix(" {").map(str::trim))?;
+    (!name.is_empty() && !name.contains(char::is_whitespace)).then(|| name.to_string())
 }
 
 /// A value in LVM's text format.
@@ -840,6 +973,79 @@ description = "say \"hi\""
         );
         let vg = Vg::from_section(&parse_text(&t).unwrap()).unwrap();
         assert!(vg.allocated_extents().unwrap_err().contains("thin-pool"));
+    }
+
+    /// A PV with its label in sector 1 and one metadata area of `mda_size` bytes at 4096
+    /// whose text starts at `text_off` inside the area (wrapping when it runs past its end).
+    fn pv_image(mda_size: u64, text_off: u64, text: &[u8]) -> Vec<u8> {
+        let mut img = vec![0u8; 64 << 10];
+        let sec = &mut img[512..1024];
+        sec[0..8].copy_from_slice(LABEL_ID);
+        sec[8..16].copy_from_slice(&1u64.to_le_bytes());
+        sec[20..24].copy_from_slice(&32u32.to_le_bytes());
+        sec[24..32].copy_from_slice(LABEL_TYPE);
+        sec[32..64].copy_from_slice(b"5JpAuBEu4RZG2rx93IY4Wofe0EYdJJ0k");
+        sec[64..72].copy_from_slice(&(64u64 << 10).to_le_bytes());
+        // Data area (offset, size), end, metadata area, end.
+        sec[72..80].copy_from_slice(&(32u64 << 10).to_le_bytes());
+        sec[104..112].copy_from_slice(&4096u64.to_le_bytes());
+        sec[112..120].copy_from_slice(&mda_size.to_le_bytes());
+        let c = crc(INITIAL_CRC, &sec[20..]);
+        sec[16..20].copy_from_slice(&c.to_le_bytes());
+        let area = 4096usize;
+        let first = text.len().min((mda_size - text_off) as usize);
+        let at = area + text_off as usize;
+        img[at..at + first].copy_from_slice(&text[..first]);
+        img[area + 512..area + 512 + text.len() - first].copy_from_slice(&text[first..]);
+        let h = &mut img[area..area + 512];
+        h[4..20].copy_from_slice(MDA_MAGIC);
+        h[20..24].copy_from_slice(&1u32.to_le_bytes());
+        h[24..32].copy_from_slice(&4096u64.to_le_bytes());
+        h[32..40].copy_from_slice(&mda_size.to_le_bytes());
+        h[40..48].copy_from_slice(&text_off.to_le_bytes());
+        h[48..56].copy_from_slice(&(text.len() as u64).to_le_bytes());
+        h[56..60].copy_from_slice(&crc(INITIAL_CRC, text).to_le_bytes());
+        let c = crc(INITIAL_CRC, &h[4..]);
+        h[0..4].copy_from_slice(&c.to_le_bytes());
+        img
+    }
+
+    #[test]
+    fn probe_agrees_with_the_strict_readers() {
+        for (mda_size, text_off) in [(8192, 512), (4096, 4000)] {
+            let mut c = io::Cursor::new(pv_image(mda_size, text_off, TEXT.as_bytes()));
+            let label = PvLabel::read(&mut c).unwrap();
+            let mda = read_metadata_area(&mut c, label.metadata_areas[0]).unwrap();
+            assert_eq!(mda.wrapped, text_off == 4000);
+            let vg = Vg::from_section(&parse_text(&mda.text.unwrap()).unwrap()).unwrap();
+            let p = probe(&mut c).unwrap().unwrap();
+            assert_eq!(p.pv_uuid, vg.pvs[0].id);
+            assert_eq!(p.pv_uuid, format_uuid(&label.pv_uuid));
+            assert_eq!(p.vg_name.as_deref(), Some(vg.name.as_str()));
+        }
+    }
+
+    #[test]
+    fn probe_needs_no_checksums_and_tolerates_unreadable_metadata() {
+        let mut img = pv_image(8192, 512, TEXT.as_bytes());
+        img[512 + 16] ^= 1; // label checksum
+        img[4096] ^= 1; // metadata area header checksum
+        img[4096 + 512 + 2] = b'X'; // metadata text (its checksum)
+        let mut c = io::Cursor::new(img);
+        assert!(PvLabel::read(&mut c).is_err());
+        let p = probe(&mut c).unwrap().unwrap();
+        assert_eq!(p.pv_uuid, "5JpAuB-Eu4R-ZG2r-x93I-Y4Wo-fe0E-YdJJ0k");
+        assert_eq!(p.vg_name.as_deref(), Some("vgX"));
+        // Metadata pointing outside its area: a PV without a VG name.
+        c.get_mut()[4096 + 40..4096 + 48].copy_from_slice(&9000u64.to_le_bytes());
+        assert_eq!(probe(&mut c).unwrap().unwrap().vg_name, None);
+        // A bad UUID or no label type: not a PV.
+        c.get_mut()[512 + 40] = b'-';
+        assert_eq!(probe(&mut c).unwrap(), None);
+        let mut c = io::Cursor::new(pv_image(8192, 512, TEXT.as_bytes()));
+        c.get_mut()[512 + 24] = b'X';
+        assert_eq!(probe(&mut c).unwrap(), None);
+        assert_eq!(probe(&mut io::Cursor::new(vec![0u8; 1000])).unwrap(), None);
     }
 
     #[test]
