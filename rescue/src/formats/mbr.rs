@@ -70,6 +70,16 @@ fn read_sector<R: Read + Seek>(r: &mut R, offset: u64) -> io::Result<[u8; 512]> 
     Ok(s)
 }
 
+/// Whether sector 0 ends with the 0x55AA boot signature (an MBR, a FAT boot sector, a
+/// protective MBR ...); `false` for a stream shorter than one sector.
+pub fn has_signature<R: Read + Seek>(r: &mut R) -> io::Result<bool> {
+    match read_sector(r, 0) {
+        Ok(s) => Ok(s[510..512] == [0x55, 0xAA]),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Reads the MBR at sector 0. The table's LBAs count `sector_size`-byte sectors.
 pub fn read<R: Read + Seek>(r: &mut R, sector_size: u32) -> Result<Mbr, MbrError> {
     let ss = u64::from(sector_size.max(512));
@@ -174,11 +184,14 @@ mod tests {
     #[test]
     fn protective_and_missing_signature() {
         let mut d = vec![0u8; 4096];
+        assert!(!has_signature(&mut Cursor::new(d.clone())).unwrap());
+        assert!(!has_signature(&mut Cursor::new(vec![0x55; 300])).unwrap());
         assert!(matches!(
             read(&mut Cursor::new(d.clone()), 512),
             Err(MbrError::NoSignature)
         ));
         entry(&mut d, 0, 0, 0, TYPE_PROTECTIVE, 1, 7);
+        assert!(has_signature(&mut Cursor::new(d.clone())).unwrap());
         assert!(read(&mut Cursor::new(d), 512).unwrap().is_protective());
     }
 
