@@ -261,7 +261,7 @@ pub fn inspect<R: Read + Seek>(
         }
     }
     if disk.table.is_none() && disk.whole_disk.is_none() && disk.problems.is_empty() {
-        let mbr_sig = has_mbr_signature(r).map_err(io_err(path))?;
+        let mbr_sig = mbr::has_signature(r).map_err(io_err(path))?;
         let gpt_sig = gpt::detect_sector_size(r).map_err(|e| match e {
             gpt::GptError::Io(e) => err(e),
             other => err(io::Error::other(other.to_string())),
@@ -270,11 +270,6 @@ pub fn inspect<R: Read + Seek>(
     }
     disk.xenserver = recognize_xenserver(&mut disk.partitions);
     Ok(disk)
-}
-
-fn has_mbr_signature<R: Read + Seek>(r: &mut R) -> io::Result<bool> {
-    let mut sig = [0u8; 2];
-    Ok(identify::read_at(r, 510, &mut sig)? && sig == [0x55, 0xAA])
 }
 
 /// blkid's TYPE, LABEL and UUID for a content.
@@ -403,67 +398,19 @@ fn recognize_xenserver(parts: &mut [Partition]) -> Option<XenServer> {
     })
 }
 
-/// Signature readers for the formats whose full modules live elsewhere (ext, swap, md,
-/// LVM). Each is one function returning the `Content`; the lead swaps them for the format
-/// modules later.
+/// Which signature readers run on a block range, in which order, and how what they find
+/// becomes a [`Content`]. The formats themselves are read by `crate::formats`, each over a
+/// [`crate::formats::Window`] on the range.
 mod identify {
     use super::Content;
-    use crate::formats::vfat;
+    use crate::formats::md::{self, MetadataVersion};
+    use crate::formats::{ext, lvm, swap, vfat, Window};
     use crate::units::Bytes;
-    use std::io::{self, Read, Seek, SeekFrom};
+    use std::io::{self, Read, Seek};
 
-    /// Reads `buf` at `offset`; `Ok(false)` when the range runs past the end.
-    pub(super) fn read_at<R: Read + Seek>(
-        r: &mut R,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> io::Result<bool> {
-        r.seek(SeekFrom::Start(offset))?;
-        match r.read_exact(buf) {
-            Ok(()) => Ok(true),
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// [`read_at`] at `base + rel`; an offset past `u64::MAX` is simply out of range.
-    fn read_rel<R: Read + Seek>(
-        r: &mut R,
-        base: u64,
-        rel: u64,
-        buf: &mut [u8],
-    ) -> io::Result<bool> {
-        match base.checked_add(rel) {
-            Some(offset) => read_at(r, offset, buf),
-            None => Ok(false),
-        }
-    }
-
-    fn le16(b: &[u8], o: usize) -> u16 {
-        u16::from_le_bytes([b[o], b[o + 1]])
-    }
-    fn le32(b: &[u8], o: usize) -> u32 {
-        u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
-    }
-    fn le64(b: &[u8], o: usize) -> u64 {
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[o..o + 8]);
-        u64::from_le_bytes(a)
-    }
-
-    /// A 16-byte on-disk UUID in the usual text form (callers slice exactly 16 bytes).
-    fn uuid_text(b: &[u8]) -> String {
-        let mut u = [0u8; 16];
-        u.copy_from_slice(&b[..16]);
-        crate::formats::ext::format_uuid(&u)
-    }
-
-    /// NUL-terminated, printable text or `None`.
-    fn text(b: &[u8]) -> Option<String> {
-        let end = b.iter().position(|c| *c == 0).unwrap_or(b.len());
-        let s = String::from_utf8_lossy(&b[..end]).trim_end().to_string();
-        (!s.is_empty()).then_some(s)
-    }
+    /// md versions whose superblock sits at the start of a member, then at its end.
+    const MD_AT_START: [MetadataVersion; 2] = [MetadataVersion::V1_1, MetadataVersion::V1_2];
+    const MD_AT_END: [MetadataVersion; 2] = [MetadataVersion::V1_0, MetadataVersion::V0_90];
 
     /// Everything that can sit in a block range, md first: 0.90/1.0 members also show their
     /// content at offset 0 and blkid reports them as md.
@@ -472,7 +419,13 @@ mod identify {
         start: Bytes,
         size: Bytes,
     ) -> io::Result<Option<Content>> {
-        if let Some(c) = md(r, start, size)? {
+        let mut range = Window::new(&mut *r, start.0, size.0);
+        for version in MD_AT_START {
+            if let Some(m) = md::probe_version(&mut range, size.sectors_floor(), version)? {
+                return Ok(Some(md_content(&m)));
+            }
+        }
+        if let Some((_, c)) = md_at_end(r, start, size)? {
             return Ok(Some(c));
         }
         probe_plain(r, start, size)
@@ -482,95 +435,32 @@ mod identify {
     pub(super) fn probe_plain<R: Read + Seek>(
         r: &mut R,
         start: Bytes,
-        _size: Bytes,
+        size: Bytes,
     ) -> io::Result<Option<Content>> {
-        if let Some(c) = lvm(r, start)? {
-            return Ok(Some(c));
+        let mut range = Window::new(r, start.0, size.0);
+        if let Some(pv) = lvm::probe(&mut range)? {
+            return Ok(Some(Content::LvmPv {
+                pv_uuid: pv.pv_uuid,
+                vg_name: pv.vg_name,
+            }));
         }
-        if let Some(c) = ext(r, start)? {
-            return Ok(Some(c));
+        if let Some(fs) = ext::probe(&mut range)? {
+            return Ok(Some(Content::Ext {
+                version: fs.version.to_string(),
+                label: fs.label,
+                uuid: fs.uuid,
+            }));
         }
-        if let Some(c) = swap(r, start)? {
-            return Ok(Some(c));
+        if let Some(sw) = swap::probe(&mut range)? {
+            return Ok(Some(Content::Swap {
+                label: sw.label,
+                uuid: sw.uuid,
+            }));
         }
-        Ok(vfat::probe(r, start.0)?.map(|v| Content::Vfat {
+        Ok(vfat::probe(&mut range, 0)?.map(|v| Content::Vfat {
             label: v.label,
             serial: v.serial,
         }))
-    }
-
-    /// ext2/3/4 superblock at +1024; version by feature flags as blkid decides it.
-    pub(super) fn ext<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
-        let mut sb = [0u8; 256];
-        if !read_rel(r, start.0, 1024, &mut sb)? || le16(&sb, 0x38) != 0xEF53 {
-            return Ok(None);
-        }
-        let compat = le32(&sb, 0x5C);
-        let incompat = le32(&sb, 0x60);
-        let ro_compat = le32(&sb, 0x64);
-        const JOURNAL_DEV: u32 = 0x8;
-        if incompat & JOURNAL_DEV != 0 {
-            return Ok(None);
-        }
-        // Features ext3 does not know: FILETYPE|RECOVER|META_BG incompat, SPARSE|LARGE_FILE|BTREE ro.
-        let beyond_ext3 =
-            incompat & !(0x2 | 0x4 | 0x10) != 0 || ro_compat & !(0x1 | 0x2 | 0x4) != 0;
-        let version = if beyond_ext3 {
-            "ext4"
-        } else if compat & 0x4 != 0 {
-            "ext3"
-        } else {
-            "ext2"
-        };
-        Ok(Some(Content::Ext {
-            version: version.into(),
-            label: text(&sb[0x78..0x88]),
-            uuid: uuid_text(&sb[0x68..0x78]),
-        }))
-    }
-
-    /// Linux swap: "SWAPSPACE2" in the last 10 bytes of the first page (4 KiB on x86, other
-    /// page sizes checked too); UUID and label in the header at +1024.
-    pub(super) fn swap<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
-        for page in [4096u64, 8192, 16384, 65536] {
-            let mut magic = [0u8; 10];
-            if !read_rel(r, start.0, page - 10, &mut magic)? {
-                return Ok(None);
-            }
-            if &magic == b"SWAPSPACE2" {
-                let mut h = [0u8; 44];
-                read_rel(r, start.0, 1024, &mut h)?;
-                let uuid = &h[12..28];
-                let uuid = (uuid.iter().any(|b| *b != 0)).then(|| uuid_text(uuid));
-                return Ok(Some(Content::Swap {
-                    label: text(&h[28..44]),
-                    uuid,
-                }));
-            }
-            if &magic == b"SWAP-SPACE" {
-                return Ok(Some(Content::Swap {
-                    label: None,
-                    uuid: None,
-                }));
-            }
-        }
-        Ok(None)
-    }
-
-    const MD_MAGIC: u32 = 0xa92b_4efc;
-
-    /// md member: 1.1 at 0, 1.2 at 4 KiB, then 1.0 and 0.90 near the end.
-    pub(super) fn md<R: Read + Seek>(
-        r: &mut R,
-        start: Bytes,
-        size: Bytes,
-    ) -> io::Result<Option<Content>> {
-        for (minor, at) in [("1.1", 0u64), ("1.2", 8)] {
-            if let Some(c) = md1(r, start, at, minor)? {
-                return Ok(Some(c));
-            }
-        }
-        Ok(md_at_end(r, start, size)?.map(|(_, c)| c))
     }
 
     /// md 1.0 or 0.90 superblock near the end of a range; returns its absolute offset.
@@ -579,164 +469,22 @@ mod identify {
         start: Bytes,
         size: Bytes,
     ) -> io::Result<Option<(Bytes, Content)>> {
-        let sectors = size.0 / 512;
-        if sectors >= 16 {
-            let at = (sectors - 16) & !7;
-            if let Some(c) = md1(r, start, at, "1.0")? {
-                return Ok(Some((Bytes(start.0 + at * 512), c)));
-            }
-        }
-        if sectors >= 128 {
-            let at = (sectors & !127) - 128;
-            let mut sb = [0u8; 4096];
-            if read_rel(r, start.0, at * 512, &mut sb)?
-                && le32(&sb, 0) == MD_MAGIC
-                && le32(&sb, 4) == 0
-                && le32(&sb, 8) == 90
-            {
-                let words = [le32(&sb, 20), le32(&sb, 52), le32(&sb, 56), le32(&sb, 60)];
-                let array_uuid = words
-                    .iter()
-                    .map(|w| format!("{w:08x}"))
-                    .collect::<Vec<_>>()
-                    .join(":");
-                let c = Content::MdMember {
-                    metadata: "0.90".into(),
-                    array_uuid,
-                    name: None,
-                    data_offset: 0,
-                };
-                return Ok(Some((Bytes(start.0 + at * 512), c)));
+        let mut range = Window::new(r, start.0, size.0);
+        for version in MD_AT_END {
+            if let Some(m) = md::probe_version(&mut range, size.sectors_floor(), version)? {
+                let at = Bytes(start.0 + m.super_offset.bytes().0);
+                return Ok(Some((at, md_content(&m))));
             }
         }
         Ok(None)
     }
 
-    fn md1<R: Read + Seek>(
-        r: &mut R,
-        start: Bytes,
-        at_sector: u64,
-        minor: &str,
-    ) -> io::Result<Option<Content>> {
-        let mut sb = [0u8; 256];
-        if !read_rel(r, start.0, at_sector * 512, &mut sb)?
-            || le32(&sb, 0) != MD_MAGIC
-            || le32(&sb, 4) != 1
-        {
-            return Ok(None);
+    fn md_content(m: &md::Probe) -> Content {
+        Content::MdMember {
+            metadata: m.version.to_string(),
+            array_uuid: md::format_uuid(&m.array_uuid),
+            name: m.name.clone(),
+            data_offset: m.data_offset.0.saturating_mul(512),
         }
-        // The superblock records where it is: rejects a stray copy at the wrong place.
-        if le64(&sb, 144) != at_sector {
-            return Ok(None);
-        }
-        let array_uuid = sb[16..32]
-            .chunks(4)
-            .map(|c| c.iter().map(|b| format!("{b:02x}")).collect::<String>())
-            .collect::<Vec<_>>()
-            .join(":");
-        let data_offset = le64(&sb, 128).saturating_mul(512);
-        Ok(Some(Content::MdMember {
-            metadata: minor.into(),
-            array_uuid,
-            name: text(&sb[32..64]),
-            data_offset,
-        }))
-    }
-
-    /// LVM2 PV: "LABELONE" in one of the first four sectors; VG name from the newest text
-    /// metadata in the first metadata area.
-    pub(super) fn lvm<R: Read + Seek>(r: &mut R, start: Bytes) -> io::Result<Option<Content>> {
-        let mut head = [0u8; 2048];
-        if !read_at(r, start.0, &mut head)? {
-            return Ok(None);
-        }
-        let Some(label) = (0..4)
-            .map(|i| i * 512)
-            .find(|o| &head[*o..o + 8] == b"LABELONE" && &head[o + 24..o + 32] == b"LVM2 001")
-        else {
-            return Ok(None);
-        };
-        let pvh = label + le32(&head, label + 20) as usize;
-        if pvh + 40 > head.len() {
-            return Ok(None);
-        }
-        let raw = &head[pvh..pvh + 32];
-        if !raw.iter().all(u8::is_ascii_alphanumeric) {
-            return Ok(None);
-        }
-        let raw = String::from_utf8_lossy(raw);
-        let mut pv_uuid = String::new();
-        for (i, part) in [6, 4, 4, 4, 4, 4, 6]
-            .iter()
-            .scan(0, |at, n| {
-                let s = *at;
-                *at += n;
-                Some((s, *n))
-            })
-            .enumerate()
-        {
-            if i > 0 {
-                pv_uuid.push('-');
-            }
-            pv_uuid.push_str(&raw[part.0..part.0 + part.1]);
-        }
-        // Data areas, then metadata areas, each list ending with a zero pair.
-        let mut o = pvh + 40;
-        let mut lists = [Vec::new(), Vec::new()];
-        for list in &mut lists {
-            while o + 16 <= head.len() {
-                let (off, size) = (le64(&head, o), le64(&head, o + 8));
-                o += 16;
-                if off == 0 {
-                    break;
-                }
-                list.push((off, size));
-            }
-        }
-        let vg_name = match lists[1].first() {
-            Some(&(mda_off, mda_size)) => vg_name(r, start.0, mda_off, mda_size)?,
-            None => None,
-        };
-        Ok(Some(Content::LvmPv { pv_uuid, vg_name }))
-    }
-
-    fn vg_name<R: Read + Seek>(
-        r: &mut R,
-        pv_start: u64,
-        mda_off: u64,
-        mda_size: u64,
-    ) -> io::Result<Option<String>> {
-        let mut h = [0u8; 512];
-        if !read_at(r, pv_start.saturating_add(mda_off), &mut h)?
-            || &h[4..20] != b" LVM2 x[5A%r0N*>"
-        {
-            return Ok(None);
-        }
-        // First raw location: the committed metadata (offset within the area, size).
-        let (off, size) = (le64(&h, 40), le64(&h, 48));
-        if off < 512 || off >= mda_size || size == 0 || size > 16 << 20 {
-            return Ok(None);
-        }
-        let Some(area) = pv_start
-            .checked_add(mda_off)
-            .filter(|a| a.checked_add(mda_size).is_some())
-        else {
-            return Ok(None);
-        };
-        let mut buf = vec![0u8; size as usize];
-        // The text may wrap around the ring buffer back to just after the header.
-        let first = size.min(mda_size - off);
-        if !read_at(r, area + off, &mut buf[..first as usize])? {
-            return Ok(None);
-        }
-        if first < size && !read_at(r, area + 512, &mut buf[first as usize..])? {
-            return Ok(None);
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let name = text
-            .lines()
-            .find_map(|l| l.trim_end().strip_suffix(" {").map(str::trim))
-            .map(str::to_string);
-        Ok(name.filter(|n| !n.is_empty() && !n.contains(char::is_whitespace)))
     }
 }
