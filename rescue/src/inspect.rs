@@ -4,7 +4,7 @@
 //! The same code runs on image files (host CLI, tests) and on block devices (PID 1).
 //! It never writes: every entry point takes `Read + Seek`.
 
-use crate::formats::{gpt, mbr};
+use crate::formats::{ext, gpt, mbr, md};
 use crate::units::{Bytes, Lba};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -289,19 +289,9 @@ fn summary(c: Option<&Content>) -> (Option<String>, Option<String>, Option<Strin
             array_uuid, name, ..
         }) => {
             // blkid shows the array UUID in the usual 8-4-4-4-12 form and the name as LABEL.
-            let hex: String = array_uuid.chars().filter(|c| *c != ':').collect();
-            let uuid = if hex.len() == 32 {
-                format!(
-                    "{}-{}-{}-{}-{}",
-                    &hex[0..8],
-                    &hex[8..12],
-                    &hex[12..16],
-                    &hex[16..20],
-                    &hex[20..32]
-                )
-            } else {
-                array_uuid.clone()
-            };
+            let uuid = md::parse_uuid(array_uuid)
+                .map(|u| ext::format_uuid(&u))
+                .unwrap_or_else(|| array_uuid.clone());
             (Some("linux_raid_member".into()), name.clone(), Some(uuid))
         }
         Some(Content::LvmPv { pv_uuid, .. }) => {
