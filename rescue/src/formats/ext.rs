@@ -402,11 +402,8 @@ pub struct Probe {
 /// named. `Ok(None)` when there is no ext superblock.
 pub fn probe<R: Read + Seek>(r: &mut R) -> io::Result<Option<Probe>> {
     let mut b = [0u8; 256];
-    r.seek(SeekFrom::Start(SUPERBLOCK_OFFSET))?;
-    match r.read_exact(&mut b) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    if !super::read_exact_at(r, SUPERBLOCK_OFFSET, &mut b)? {
+        return Ok(None);
     }
     let (compat, incompat) = (le32(&b, 0x5C), le32(&b, 0x60));
     if le16(&b, 0x38) != MAGIC || incompat & INCOMPAT_JOURNAL_DEV != 0 {

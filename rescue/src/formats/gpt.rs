@@ -245,11 +245,7 @@ fn read_at<R: Read + Seek>(r: &mut R, offset: u64, buf: &mut [u8]) -> io::Result
 /// Whether an "EFI PART" signature sits at LBA 1 for this sector size.
 fn signature_at<R: Read + Seek>(r: &mut R, offset: u64) -> io::Result<bool> {
     let mut sig = [0u8; 8];
-    match read_at(r, offset, &mut sig) {
-        Ok(()) => Ok(&sig == SIGNATURE),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(super::read_exact_at(r, offset, &mut sig)? && &sig == SIGNATURE)
 }
 
 /// Finds the logical sector size from where a GPT header sits: LBA 1 at 512 or 4096 bytes,

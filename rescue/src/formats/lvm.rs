@@ -377,10 +377,7 @@ fn probe_vg_name<R: Read + Seek>(r: &mut R, start: u64, size: u64) -> io::Result
         return Ok(None);
     }
     let mut h = [0u8; MDA_HEADER_SIZE as usize];
-    let header = r
-        .seek(SeekFrom::Start(start))
-        .and_then(|_| r.read_exact(&mut h));
-    if unless_eof(header)?.is_none() || &h[4..20] != MDA_MAGIC {
+    if !super::read_exact_at(r, start, &mut h)? || &h[4..20] != MDA_MAGIC {
         return Ok(None);
     }
     // First raw location: the committed metadata (offset within the area, length).
@@ -389,19 +386,10 @@ fn probe_vg_name<R: Read + Seek>(r: &mut R, start: u64, size: u64) -> io::Result
         return Ok(None);
     }
     let mut text = vec![0u8; len as usize];
-    if unless_eof(read_ring(r, start, size, off, &mut text))?.is_none() {
+    if super::unless_eof(read_ring(r, start, size, off, &mut text))?.is_none() {
         return Ok(None);
     }
     Ok(vg_name_in_text(&String::from_utf8_lossy(&text)))
-}
-
-/// `None` for a read that ran past the end of the device.
-fn unless_eof<T>(res: io::Result<T>) -> io::Result<Option<T>> {
-    match res {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
-        Err(e) => Err(e),
-    }
 }
 
 /// The name of the first section opened in metadata text (`name {` on its own line), the

@@ -73,11 +73,7 @@ fn read_sector<R: Read + Seek>(r: &mut R, offset: u64) -> io::Result<[u8; 512]> 
 /// Whether sector 0 ends with the 0x55AA boot signature (an MBR, a FAT boot sector, a
 /// protective MBR ...); `false` for a stream shorter than one sector.
 pub fn has_signature<R: Read + Seek>(r: &mut R) -> io::Result<bool> {
-    match read_sector(r, 0) {
-        Ok(s) => Ok(s[510..512] == [0x55, 0xAA]),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
+    Ok(super::unless_eof(read_sector(r, 0))?.is_some_and(|s| s[510..512] == [0x55, 0xAA]))
 }
 
 /// Reads the MBR at sector 0. The table's LBAs count `sector_size`-byte sectors.

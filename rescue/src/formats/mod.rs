@@ -80,6 +80,22 @@ impl<R: Read + Seek> Seek for Window<R> {
     }
 }
 
+/// `Ok(None)` for a read that ran past the end of the stream (a device shorter than the
+/// format needs is simply not that format); other errors stay errors.
+pub fn unless_eof<T>(res: io::Result<T>) -> io::Result<Option<T>> {
+    match res {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Fills `buf` from byte `offset`; `Ok(false)` when the stream ends first.
+pub fn read_exact_at<R: Read + Seek>(r: &mut R, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
+    r.seek(SeekFrom::Start(offset))?;
+    Ok(unless_eof(r.read_exact(buf))?.is_some())
+}
+
 /// A fixed-size text field as blkid shows it: up to the first NUL, trailing whitespace
 /// removed, `None` when nothing is left.
 pub fn label_text(b: &[u8]) -> Option<String> {

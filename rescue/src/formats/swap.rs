@@ -143,13 +143,13 @@ pub struct Probe {
 pub fn probe<R: Read + Seek>(r: &mut R) -> io::Result<Option<Probe>> {
     for page in [4096u64, 8192, 16384, 65536] {
         let mut magic = [0u8; 10];
-        if !read_at(r, page - 10, &mut magic)? {
+        if !super::read_exact_at(r, page - 10, &mut magic)? {
             return Ok(None);
         }
         if &magic == MAGIC {
             // uuid[16] and volume_name[16], inside the page just read.
             let mut h = [0u8; 32];
-            read_at(r, 1036, &mut h)?;
+            super::read_exact_at(r, 1036, &mut h)?;
             let mut uuid = [0u8; 16];
             uuid.copy_from_slice(&h[..16]);
             return Ok(Some(Probe {
@@ -167,29 +167,24 @@ pub fn probe<R: Read + Seek>(r: &mut R) -> io::Result<Option<Probe>> {
     Ok(None)
 }
 
-/// Reads `buf` at `offset`; `Ok(false)` when the stream ends first.
-fn read_at<R: Read + Seek>(r: &mut R, offset: u64, buf: &mut [u8]) -> io::Result<bool> {
-    r.seek(SeekFrom::Start(offset))?;
-    match r.read_exact(buf) {
-        Ok(()) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
-        Err(e) => Err(e),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Cursor;
 
-    #[test]
-    fn round_trip_on_cursor() {
-        let h = SwapHeader {
+    /// A 1 MiB swap area with a UUID and a label.
+    fn sample() -> SwapHeader {
+        SwapHeader {
             last_page: 255,
             nr_badpages: 0,
             uuid: *b"0123456789abcdef",
             label: "swap-label".into(),
-        };
+        }
+    }
+
+    #[test]
+    fn round_trip_on_cursor() {
+        let h = sample();
         let mut c = Cursor::new(vec![0u8; 256 * 4096]);
         h.write(&mut c).unwrap();
         assert_eq!(SwapHeader::read(&mut c).unwrap(), h);
@@ -198,12 +193,7 @@ mod tests {
 
     #[test]
     fn probe_reads_label_and_uuid_at_any_page_size() {
-        let h = SwapHeader {
-            last_page: 255,
-            nr_badpages: 0,
-            uuid: *b"0123456789abcdef",
-            label: "swap-label".into(),
-        };
+        let h = sample();
         let mut c = Cursor::new(vec![0u8; 256 * 4096]);
         h.write(&mut c).unwrap();
         let want = Probe {

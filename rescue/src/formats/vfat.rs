@@ -1,7 +1,7 @@
 //! FAT12/16/32 boot-sector identification: FAT flavour, volume label and serial
 //! (`XXXX-XXXX`, as blkid prints it).
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Vfat {
@@ -23,11 +23,8 @@ fn le32(b: &[u8], o: usize) -> u32 {
 /// Identifies a FAT boot sector at `offset`; `Ok(None)` when it is not one.
 pub fn probe<R: Read + Seek>(r: &mut R, offset: u64) -> io::Result<Option<Vfat>> {
     let mut s = [0u8; 512];
-    r.seek(SeekFrom::Start(offset))?;
-    match r.read_exact(&mut s) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    if !super::read_exact_at(r, offset, &mut s)? {
+        return Ok(None);
     }
     Ok(parse(&s))
 }

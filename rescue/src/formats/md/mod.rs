@@ -495,11 +495,8 @@ pub fn probe_version<R: Read + Seek>(
             _ => v1::HEADER,
         }
     ];
-    r.seek(SeekFrom::Start(loc.bytes().0))?;
-    match r.read_exact(&mut raw) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
+    if !crate::formats::read_exact_at(r, loc.bytes().0, &mut raw)? {
+        return Ok(None);
     }
     Ok(match version {
         MetadataVersion::V0_90 => v090::probe(&raw, loc),
