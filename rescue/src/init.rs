@@ -178,7 +178,6 @@ fn boot_and_run(s: &mut Session) {
         || modules.coldplug(),
     );
     s.report.settle_ms = settled.waited.as_millis() as u64;
-    s.report.modules_loaded = s.modules.loaded.len();
     s.report.warnings.append(&mut s.modules.warnings);
     if !settled.stable {
         s.report.warnings.push(format!(

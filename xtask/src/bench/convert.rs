@@ -17,18 +17,11 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let source = dir.join("source.img");
     let mirror = dir.join("mirror.img");
-    qemu_tests::fixture::copy_image(&fx.image, &source)?;
-    qemu_tests::images::blank_disk(&mirror, std::fs::metadata(&source)?.len())?;
 
     // The reference: the target's own `dd` copying the same partitions, in the same VM
     // (same kernel, machine, TCG, disks, buses) booted into the target's root instead.
-    let disk = rescue::inspect::inspect_path(&source)?;
-    let copied: Vec<_> = disk
-        .partitions
-        .iter()
-        .filter(|p| matches!(p.role.as_deref(), Some("root" | "logs" | "sr")))
-        .collect();
-    let dd = dd_in_vm(sh, &fx, &source, &dir, &copied)?;
+    // It gets its own copy of the source (its script is written into the root fs).
+    let dd = dd_in_vm(sh, &fx, &dir)?;
     let (dd_bytes, dd_rate) = (dd.bytes, dd.bytes as f64 / dd.seconds.max(0.001));
     qemu_tests::fixture::copy_image(&fx.image, &source)?;
     qemu_tests::images::blank_disk(&mirror, std::fs::metadata(&source)?.len())?;
@@ -100,16 +93,18 @@ struct DdRun {
 
 /// Boots the same VM with the target's own kernel and initrd and a script as init that copies
 /// each partition with `dd` to the same offset of the blank mirror, timed in the guest.
-fn dd_in_vm(
-    sh: &Shell,
-    fx: &qemu_tests::fixture::Fixture,
-    source: &Path,
-    dir: &Path,
-    parts: &[&rescue::inspect::Partition],
-) -> anyhow::Result<DdRun> {
-    let mirror = dir.join("dd-mirror.img");
+fn dd_in_vm(sh: &Shell, fx: &qemu_tests::fixture::Fixture, dir: &Path) -> anyhow::Result<DdRun> {
+    let (source, mirror) = (dir.join("dd-source.img"), dir.join("dd-mirror.img"));
+    let source = source.as_path();
+    qemu_tests::fixture::copy_image(&fx.image, source)?;
     qemu_tests::images::blank_disk(&mirror, std::fs::metadata(source)?.len())?;
     let disk = rescue::inspect::inspect_path(source)?;
+    // The partitions the conversion copies.
+    let parts: Vec<_> = disk
+        .partitions
+        .iter()
+        .filter(|p| matches!(p.role.as_deref(), Some("root" | "logs" | "sr")))
+        .collect();
     let root = disk
         .partitions
         .iter()
@@ -139,7 +134,7 @@ fn dd_in_vm(
         "#!/bin/sh\nexport PATH=/usr/sbin:/usr/bin:/sbin:/bin\nmount -t proc proc /proc 2>/dev/null\nt0=$(date +%s%N)\n",
     );
     let mut bytes = 0u64;
-    for p in parts {
+    for p in &parts {
         script.push_str(&format!(
             "dd if=/dev/vda{} of=/dev/vdb bs=4M iflag=count_bytes count={} oflag=seek_bytes,direct seek={} conv=fsync,notrunc status=none || echo XR-DD-FAILED vda{}\n",
             p.number,
@@ -189,6 +184,7 @@ fn dd_in_vm(
     let log = vm.console();
     vm.kill();
     let _ = std::fs::remove_file(&mirror);
+    let _ = std::fs::remove_file(source);
     anyhow::ensure!(!log.contains("XR-DD-FAILED"), "dd failed in the VM:\n{log}");
     let mut it = line.split_whitespace().map(str::parse::<u64>);
     match (it.next(), it.next()) {
