@@ -26,8 +26,13 @@ fn modules_dir() -> PathBuf {
         );
         return dir;
     }
-    let home = std::env::var_os("HOME").expect("HOME is not set: set XENRAID_MODULES_DIR");
-    let cache = Path::new(&home).join(".cache/xenraid/kernel");
+    let cache = match std::env::var_os("XENRAID_CACHE_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("kernel"),
+        None => {
+            let home = std::env::var_os("HOME").expect("HOME is not set: set XENRAID_MODULES_DIR");
+            Path::new(&home).join(".cache/xenraid/kernel")
+        }
+    };
     let mut found: Vec<PathBuf> = std::fs::read_dir(&cache)
         .into_iter()
         .flatten()

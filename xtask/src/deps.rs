@@ -45,21 +45,30 @@ pub const TEST_FILES: &[(&str, &str)] = &[
     ("/usr/share/OVMF/OVMF_CODE_4M.fd", "ovmf"),
 ];
 
-/// Makes sure every tool is present, installing the missing packages when root.
-pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> anyhow::Result<()> {
-    let mut missing: Vec<&str> = tools
+/// Debian packages whose tool or file is missing, sorted, each once.
+fn missing_packages(tools: &[(&str, &str)], files: &[(&str, &str)]) -> Vec<String> {
+    let mut missing: Vec<String> = tools
         .iter()
         .filter(|(bin, _)| which(bin).is_none())
-        .map(|(_, pkg)| *pkg)
+        .map(|(_, pkg)| pkg.to_string())
         .chain(
             files
                 .iter()
                 .filter(|(f, _)| !std::path::Path::new(f).exists())
-                .map(|(_, pkg)| *pkg),
+                .map(|(_, pkg)| pkg.to_string()),
         )
         .collect();
     missing.sort();
     missing.dedup();
+    missing
+}
+
+/// Makes sure every tool is present, installing the missing packages when root.
+/// An install can remove what was there (a newer `qemu-utils` conflicts with the
+/// distribution's `qemu-system-x86`), so every tool is checked again afterwards and
+/// whatever went missing is installed once more from the distribution.
+pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> anyhow::Result<()> {
+    let missing = missing_packages(tools, files);
     if missing.is_empty() {
         return Ok(());
     }
@@ -74,8 +83,41 @@ pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> any
         "xtask: installing missing Debian packages: {}",
         missing.join(" ")
     );
+    apt_install(sh, &missing)?;
+    let removed = missing_packages(tools, files);
+    if removed.is_empty() {
+        return Ok(());
+    }
+    eprintln!(
+        "xtask: the install removed or did not provide: {} — installing them again",
+        describe(tools, files, &removed)
+    );
+    apt_install(sh, &removed)?;
+    let still = missing_packages(tools, files);
+    if !still.is_empty() {
+        bail!(
+            "still missing after installing: {}; bring them back with: apt-get install -y --no-install-recommends {}",
+            describe(tools, files, &still),
+            still.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// "`qemu-img` (qemu-utils), ..." for the tools and files of these packages.
+fn describe(tools: &[(&str, &str)], files: &[(&str, &str)], pkgs: &[String]) -> String {
+    tools
+        .iter()
+        .chain(files)
+        .filter(|(_, pkg)| pkgs.iter().any(|p| p == pkg))
+        .filter(|(what, _)| which(what).is_none() && !std::path::Path::new(what).exists())
+        .map(|(what, pkg)| format!("`{what}` ({pkg})"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn apt_install(sh: &Shell, pkgs: &[String]) -> anyhow::Result<()> {
     let _env = sh.push_env("DEBIAN_FRONTEND", "noninteractive");
-    let pkgs = &missing;
     if cmd!(
         sh,
         "apt-get install -y -q --no-install-recommends {pkgs...}"
@@ -86,7 +128,7 @@ pub fn ensure(sh: &Shell, tools: &[(&str, &str)], files: &[(&str, &str)]) -> any
         cmd!(sh, "apt-get update -q").run()?;
         cmd!(
             sh,
-            "apt-get install -y -q --no-install-recommends {missing...}"
+            "apt-get install -y -q --no-install-recommends {pkgs...}"
         )
         .run()?;
     }

@@ -16,13 +16,6 @@ pub struct Kernel {
     pub source: String,
 }
 
-pub fn cache_root() -> PathBuf {
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| "/root".into());
-    home.join(".cache/xenraid")
-}
-
 /// Debian's current kernel, from the cache or freshly downloaded.
 pub fn debian(sh: &Shell) -> anyhow::Result<Kernel> {
     let depends = cmd!(sh, "apt-cache depends linux-image-amd64").read()?;
@@ -39,11 +32,15 @@ pub fn debian(sh: &Shell) -> anyhow::Result<Kernel> {
         .filter(|v| *v != "(none)")
         .with_context(|| format!("no installable version of {pkg}: run `apt-get update`"))?
         .to_string();
-    let dir = cache_root().join("kernel").join(format!("{pkg}_{version}"));
+    let dir = crate::cache::root()
+        .join("kernel")
+        .join(format!("{pkg}_{version}"));
     let done = dir.join(".complete");
     if !done.exists() {
         eprintln!("xtask: downloading {pkg} {version}");
-        let tmp = cache_root().join("kernel").join(format!(".tmp-{pkg}"));
+        let tmp = crate::cache::root()
+            .join("kernel")
+            .join(format!(".tmp-{pkg}"));
         let _ = std::fs::remove_dir_all(&tmp);
         sh.create_dir(&tmp)?;
         let _cd = sh.push_dir(&tmp);

@@ -5,6 +5,7 @@
 
 mod bench;
 mod build;
+mod cache;
 mod delivery;
 mod deps;
 mod fixture;

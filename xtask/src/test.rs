@@ -1,6 +1,12 @@
 //! `cargo xtask test` (what CI runs) and `cargo xtask e2e` (everything): install what the
-//! tests need, build the image, then run the workspace's tests.
+//! tests need, build the image, then run every test group of the workspace — each
+//! package's unit tests, each integration test file, the doc tests — one after another,
+//! all of them even when one fails, and end with one summary line per group and a total.
 
+use anyhow::{bail, Context};
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::Instant;
 use xshell::{cmd, Shell};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -11,17 +17,266 @@ pub enum Scope {
     Full,
 }
 
+/// One `cargo test` invocation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Group {
+    name: String,
+    args: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
 pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
     crate::deps::ensure(sh, crate::deps::TEST, crate::deps::TEST_FILES)?;
     let built = crate::build::run(sh, &Default::default())?;
-    let _image = sh.push_env("XENRAID_IMAGE_DIR", &built.dir);
-    let _scope = sh.push_env(
-        "XENRAID_E2E",
-        if scope == Scope::Full { "full" } else { "ci" },
+    let env = [
+        ("XENRAID_IMAGE_DIR", built.dir.display().to_string()),
+        (
+            "XENRAID_E2E",
+            if scope == Scope::Full { "full" } else { "ci" }.to_owned(),
+        ),
+        // QEMU guests under TCG are CPU-bound: two at a time.
+        ("RUST_TEST_THREADS", "2".to_owned()),
+    ];
+    // Compile everything once, so a group's time is its tests' time.
+    cmd!(sh, "cargo test --workspace --locked --all-targets --no-run").run()?;
+    let groups = groups(&cmd!(sh, "cargo metadata --no-deps --format-version 1").read()?)?;
+
+    let mut rows = Vec::new();
+    for g in &groups {
+        eprintln!("\n==> test group {}: cargo {}", g.name, g.args.join(" "));
+        let started = Instant::now();
+        let (success, counts) = run_group(sh, g, &env)?;
+        rows.push((g, success, counts, started.elapsed().as_secs()));
+    }
+
+    let mut total = Counts::default();
+    eprintln!("\n==> summary");
+    for (g, success, c, secs) in &rows {
+        // A group that failed without a failing test (did not build, crashed, timed out
+        // outside a test) still counts as one failure.
+        let failed = if *success { c.failed } else { c.failed.max(1) };
+        let state = if *success && failed == 0 {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        println!(
+            "{state:6} {:32} {} passed, {failed} failed, {} ignored ({secs} s)",
+            g.name, c.passed, c.ignored
+        );
+        total.passed += c.passed;
+        total.failed += failed;
+        total.ignored += c.ignored;
+    }
+    println!(
+        "{} passed, {} failed ({} ignored, {} groups)",
+        total.passed,
+        total.failed,
+        total.ignored,
+        rows.len()
     );
-    // QEMU guests under TCG are CPU-bound: two at a time.
-    let _threads = sh.push_env("RUST_TEST_THREADS", "2");
-    cmd!(sh, "cargo test --workspace --locked --all-targets").run()?;
-    cmd!(sh, "cargo test --workspace --locked --doc").run()?;
+    if total.failed > 0 {
+        bail!(
+            "{} test(s) failed: see the groups marked FAILED above",
+            total.failed
+        );
+    }
     Ok(())
+}
+
+/// Runs one group, echoing its output, and adds up libtest's `test result:` lines.
+fn run_group(sh: &Shell, g: &Group, env: &[(&str, String)]) -> anyhow::Result<(bool, Counts)> {
+    let mut child = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(sh.current_dir())
+        .args(&g.args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot start cargo for group {}", g.name))?;
+    let mut counts = Counts::default();
+    let out = child.stdout.take().context("no stdout pipe")?;
+    let mut echo = std::io::stdout().lock();
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        let _ = writeln!(echo, "{line}");
+        if let Some(c) = parse_result(&line) {
+            counts.passed += c.passed;
+            counts.failed += c.failed;
+            counts.ignored += c.ignored;
+        }
+    }
+    drop(echo);
+    Ok((child.wait()?.success(), counts))
+}
+
+/// libtest's `test result: ok. 3 passed; 1 failed; 2 ignored; ...`.
+fn parse_result(line: &str) -> Option<Counts> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_, rest) = rest.split_once(". ")?;
+    let mut c = Counts::default();
+    for part in rest.split(';') {
+        let mut words = part.split_whitespace();
+        let (Some(n), Some(what)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let Ok(n) = n.parse::<u64>() else { continue };
+        match what {
+            "passed" => c.passed = n,
+            "failed" => c.failed = n,
+            "ignored" => c.ignored = n,
+            _ => {}
+        }
+    }
+    Some(c)
+}
+
+/// The groups from `cargo metadata`: each package's unit tests (library, binaries,
+/// examples, benches), each integration test file, then the doc tests. The QEMU tests
+/// go last so the quick groups report first.
+fn groups(metadata: &str) -> anyhow::Result<Vec<Group>> {
+    let meta: serde_json::Value = serde_json::from_str(metadata)?;
+    let members: Vec<&str> = meta["workspace_members"]
+        .as_array()
+        .context("cargo metadata without workspace_members")?
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
+    let mut unit = Vec::new();
+    let mut integration = Vec::new();
+    let mut packages: Vec<&serde_json::Value> = meta["packages"]
+        .as_array()
+        .context("cargo metadata without packages")?
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| members.contains(&id)))
+        .collect();
+    packages.sort_by_key(|p| p["name"].as_str().unwrap_or_default().to_owned());
+    for p in packages {
+        let pkg = p["name"].as_str().context("package without name")?;
+        let mut unit_flags = Vec::new();
+        for t in p["targets"].as_array().into_iter().flatten() {
+            let name = t["name"].as_str().unwrap_or_default();
+            let kinds: Vec<&str> = t["kind"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|k| k.as_str())
+                .collect();
+            let flag = if kinds
+                .iter()
+                .any(|k| k.ends_with("lib") || *k == "proc-macro")
+            {
+                "--lib"
+            } else if kinds.contains(&"bin") {
+                "--bins"
+            } else if kinds.contains(&"example") {
+                "--examples"
+            } else if kinds.contains(&"bench") {
+                "--benches"
+            } else if kinds.contains(&"test") {
+                let g = Group {
+                    name: format!("{pkg}/tests/{name}"),
+                    args: cargo_test(pkg, &["--test", name]),
+                };
+                if pkg == "qemu-tests" {
+                    integration.push(g);
+                } else {
+                    unit.push(g);
+                }
+                continue;
+            } else {
+                continue;
+            };
+            if !unit_flags.contains(&flag) {
+                unit_flags.push(flag);
+            }
+        }
+        if !unit_flags.is_empty() {
+            unit.push(Group {
+                name: format!("{pkg} (unit)"),
+                args: cargo_test(pkg, &unit_flags),
+            });
+        }
+    }
+    let mut all = unit;
+    all.extend(integration);
+    all.push(Group {
+        name: "doc tests".into(),
+        args: ["test", "--workspace", "--locked", "--doc"]
+            .map(String::from)
+            .to_vec(),
+    });
+    Ok(all)
+}
+
+fn cargo_test(pkg: &str, flags: &[&str]) -> Vec<String> {
+    ["test", "--locked", "-p", pkg]
+        .iter()
+        .chain(flags)
+        .map(|s| s.to_string())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_result_lines_are_counted() {
+        assert_eq!(
+            parse_result("test result: ok. 12 passed; 0 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.52s"),
+            Some(Counts { passed: 12, failed: 0, ignored: 3 })
+        );
+        assert_eq!(
+            parse_result(
+                "test result: FAILED. 4 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out"
+            ),
+            Some(Counts {
+                passed: 4,
+                failed: 2,
+                ignored: 0
+            })
+        );
+        assert_eq!(parse_result("test foo ... ok"), None);
+    }
+
+    #[test]
+    fn every_test_file_of_the_workspace_is_a_group() {
+        let sh = Shell::new().unwrap();
+        sh.change_dir(crate::project_root());
+        let meta = cmd!(sh, "cargo metadata --no-deps --format-version 1")
+            .read()
+            .unwrap();
+        let groups = groups(&meta).unwrap();
+        let names: Vec<&str> = groups.iter().map(|g| g.name.as_str()).collect();
+        for f in std::fs::read_dir(crate::project_root().join("qemu-tests/tests")).unwrap() {
+            let stem = f
+                .unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let want = format!("qemu-tests/tests/{stem}");
+            assert!(
+                names.contains(&want.as_str()),
+                "{want} is not run: {names:?}"
+            );
+        }
+        assert!(names.contains(&"rescue (unit)"), "{names:?}");
+        assert_eq!(names.last(), Some(&"doc tests"));
+        // The QEMU groups come after every quick one.
+        let first_qemu = names
+            .iter()
+            .position(|n| n.starts_with("qemu-tests/"))
+            .unwrap();
+        assert!(names[first_qemu..]
+            .iter()
+            .all(|n| n.starts_with("qemu-tests/") || *n == "doc tests"));
+    }
 }

@@ -315,7 +315,10 @@ pub fn grub_script_check(text: &str, name: &str) {
 
 /// The Debian kernel image `cargo xtask build` caches.
 pub fn debian_kernel() -> PathBuf {
-    let base = dirs_home().join(".cache/xenraid/kernel");
+    let base = match std::env::var_os("XENRAID_CACHE_DIR").filter(|d| !d.is_empty()) {
+        Some(dir) => PathBuf::from(dir).join("kernel"),
+        None => dirs_home().join(".cache/xenraid/kernel"),
+    };
     let found = std::fs::read_dir(&base).ok().and_then(|d| {
         d.flatten().find_map(|e| {
             std::fs::read_dir(e.path().join("boot"))
