@@ -249,3 +249,53 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// Kernel modules that drive the disk `name` and the controllers above it (`sd_mod`,
+/// `ahci`, `nvme`, `virtio_blk`, ...), read from the `driver/module` links of the disk's
+/// device and its parents in `sys_block` (normally `/sys/block`). Built-in drivers have
+/// no module link and are left out: they need no module in an initramfs.
+pub fn driver_modules(sys_block: &Path, name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(mut dir) = std::fs::canonicalize(sys_block.join(name).join("device")) else {
+        return out;
+    };
+    loop {
+        if let Ok(m) = std::fs::read_link(dir.join("driver/module")) {
+            if let Some(n) = m.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        if !dir.pop() || dir.as_os_str() == "/sys/devices" || dir.parent().is_none() {
+            break;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod driver_tests {
+    use super::*;
+
+    /// A sysfs-shaped tree: sda under an AHCI PCI function, module links as the kernel
+    /// makes them.
+    #[test]
+    fn modules_of_the_disk_and_its_controllers() {
+        let t = std::env::temp_dir().join(format!("xr-sysfs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let pci = t.join("devices/pci0000:00/0000:00:1f.2");
+        let disk = pci.join("ata1/host0/target0:0:0/0:0:0:0");
+        std::fs::create_dir_all(disk.join("driver")).unwrap();
+        std::fs::create_dir_all(pci.join("driver")).unwrap();
+        std::fs::create_dir_all(t.join("module/sd_mod")).unwrap();
+        std::fs::create_dir_all(t.join("module/ahci")).unwrap();
+        std::os::unix::fs::symlink(t.join("module/sd_mod"), disk.join("driver/module")).unwrap();
+        std::os::unix::fs::symlink(t.join("module/ahci"), pci.join("driver/module")).unwrap();
+        std::fs::create_dir_all(t.join("block/sda")).unwrap();
+        std::os::unix::fs::symlink(&disk, t.join("block/sda/device")).unwrap();
+        assert_eq!(driver_modules(&t.join("block"), "sda"), ["sd_mod", "ahci"]);
+        assert!(driver_modules(&t.join("block"), "sdz").is_empty());
+        std::fs::remove_dir_all(&t).unwrap();
+    }
+}

@@ -25,6 +25,12 @@ fn tree7(r: &std::path::Path) {
         b"omit_dracutmodules+=\" multipath \"\n",
     );
     put(r, "/var/lib/xcp/state.db", STATE_DB.as_bytes());
+    // The target's dracut keeps its modules here (dom0's CentOS and Debian alike).
+    put(
+        r,
+        "/usr/lib/dracut/modules.d/90mdraid/module-setup.sh",
+        b"# dracut's own\n",
+    );
 }
 
 fn read(r: &std::path::Path, rel: &str) -> String {
@@ -44,6 +50,8 @@ fn apply_7x_tree_then_again() {
             "/etc/fstab",
             "/boot/grub/grub.cfg",
             "/etc/mdadm.conf",
+            "/usr/lib/dracut/modules.d/91xenraid/module-setup.sh",
+            "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-degraded.sh",
             "/etc/dracut.conf.d/90-xenraid-mdraid.conf",
             "/etc/xensource-inventory",
             "/etc/firstboot.d/data/default-storage.conf",
@@ -54,7 +62,10 @@ fn apply_7x_tree_then_again() {
     );
     for c in &changed {
         match c.path.as_str() {
-            "/etc/mdadm.conf" | "/etc/dracut.conf.d/90-xenraid-mdraid.conf" => {
+            "/etc/mdadm.conf"
+            | "/etc/dracut.conf.d/90-xenraid-mdraid.conf"
+            | "/usr/lib/dracut/modules.d/91xenraid/module-setup.sh"
+            | "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-degraded.sh" => {
                 assert_eq!(
                     c,
                     &ChangedFile {

@@ -124,11 +124,11 @@ fn mdadm_conf_fresh_and_merged() {
 
 #[test]
 fn dracut_dropin() {
-    insta::assert_snapshot!(dracut_conf());
+    insta::assert_snapshot!(dracut_conf(true));
     // It is sourced by bash: it must parse as shell.
     let dir = TempDir::new("dracut-sh");
     let f = dir.path().join("x.conf");
-    std::fs::write(&f, dracut_conf()).unwrap();
+    std::fs::write(&f, dracut_conf(true)).unwrap();
     let o = run_tool(
         Command::new("bash").arg("-c").arg(format!(
             ". {} && printf '%s|%s|%s' \"$add_dracutmodules\" \"$add_drivers\" \"$mdadmconf\"",
@@ -136,7 +136,10 @@ fn dracut_dropin() {
         )),
         "bash",
     );
-    assert_eq!(String::from_utf8_lossy(&o.stdout), " mdraid | raid1 |yes");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        " mdraid xenraid | raid1 |yes"
+    );
 }
 
 #[test]

@@ -15,6 +15,7 @@ use crate::formats::{gpt, md};
 use crate::init::{Console, Modules};
 use crate::inspect::Disk;
 use crate::sys;
+use crate::target::dracut;
 use crate::units::{Bytes, Sectors};
 use journal::{Journal, Phase};
 use plan::{ArrayRole, ConvertPlan, Payload};
@@ -443,22 +444,25 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
                 let (files, kernels) = configure_files(root, &plan)?;
                 changed = files;
                 let mut done = Vec::new();
+                let hostonly = dracut::hostonly_configured(&dracut::confs_under(root));
                 for (kver, initrd) in kernels {
-                    chroot_ok(
-                        root,
-                        "dracut",
-                        &[
-                            "-f",
-                            "--no-hostonly",
-                            "--add",
-                            "mdraid",
-                            "--add-drivers",
-                            "raid1",
-                            &initrd,
-                            &kver,
-                        ],
-                    )?;
-                    done.push(format!("{initrd} ({kver})"));
+                    let extra = portable_drivers(root, &kver, &plan);
+                    let args = dracut::dracut_args(hostonly, &extra, &initrd, &kver);
+                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                    let started = Instant::now();
+                    kernel_log_line(&format!(
+                        "convert: building the initrd {initrd} for {kver} ({}) with the target's dracut",
+                        if hostonly { "host-only, as the target is configured" } else { "generic" }
+                    ));
+                    chroot_ok(root, "dracut", &args)?;
+                    let size = std::fs::metadata(root.join(initrd.trim_start_matches('/')))
+                        .map(|m| m.len())
+                        .unwrap_or(0);
+                    done.push(format!(
+                        "{initrd} ({kver}, {}, {size} bytes, {:.0} s)",
+                        if hostonly { "host-only" } else { "generic" },
+                        started.elapsed().as_secs_f64()
+                    ));
                 }
                 chroot_ok(
                     root,
@@ -923,6 +927,32 @@ fn configure_files(root: &Path, plan: &ConvertPlan) -> Result<Configured, String
             .map(|j| (j.kernel_version, j.initrd))
             .collect(),
     ))
+}
+
+/// Drivers a host-only initrd needs beyond what dracut detects: the controllers of both
+/// disks (dracut sees only the mirror under the root array now) and the portable set,
+/// each only if the target's kernel `kver` has it.
+fn portable_drivers(root: &Path, kver: &str, plan: &ConvertPlan) -> Vec<String> {
+    let dir = root.join("lib/modules").join(kver);
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
+    let known = dracut::module_names(&read("modules.dep"), &read("modules.builtin"));
+    let sys_block = Path::new("/sys/block");
+    let mut want: Vec<String> = [&plan.source.path, &plan.mirror.path]
+        .into_iter()
+        .flat_map(|p| crate::devices::driver_modules(sys_block, disk_name(p)))
+        .collect();
+    want.extend(
+        dracut::PORTABLE_STORAGE_DRIVERS
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    let mut out = Vec::new();
+    for m in want {
+        if known.contains(&m.replace('-', "_")) && !out.contains(&m) {
+            out.push(m);
+        }
+    }
+    out
 }
 
 /// Waits for every array to be in sync; progress lines go to the kernel console.

@@ -4,7 +4,10 @@
 //! (temp file, fsync, rename) so a power cut leaves the old or the new file, never half.
 //! Running it again changes nothing.
 
-use super::dracut::{dracut_conf, DRACUT_CONF_PATH};
+use super::dracut::{
+    degraded_hook, dracut_conf, module_setup, DEGRADED_HOOK, DRACUT_CONF_PATH, MODULES_DIR,
+    MODULE_NAME, MODULE_SETUP,
+};
 use super::kernels::BOOT_CONFIGS;
 use super::mdadm::{mdadm_conf_path, render_mdadm_conf};
 use super::{extlinux, fstab, grub, lvm, statedb, sysconf, Conversion, Role, TargetError};
@@ -142,7 +145,15 @@ pub fn apply(root: &Path, conv: &Conversion) -> Result<Vec<ChangedFile>, TargetE
     let mdadm_rel = mdadm_conf_path(host(root, "/etc/mdadm").is_dir());
     w.create_or_update(mdadm_rel, |old| render_mdadm_conf(old, conv))?;
     if host(root, "/etc/dracut.conf.d").is_dir() {
-        w.create_or_update(DRACUT_CONF_PATH, |_| dracut_conf())?;
+        let with_module = host(root, MODULES_DIR).is_dir();
+        if with_module {
+            let dir = format!("{MODULES_DIR}/{MODULE_NAME}");
+            let d = host(root, &dir);
+            std::fs::create_dir_all(&d).map_err(|e| TargetError::io(&d, e))?;
+            w.create_or_update(&format!("{dir}/{MODULE_SETUP}"), |_| module_setup())?;
+            w.create_or_update(&format!("{dir}/{DEGRADED_HOOK}"), |_| degraded_hook())?;
+        }
+        w.create_or_update(DRACUT_CONF_PATH, |_| dracut_conf(with_module))?;
     }
     w.update(INVENTORY, |t| Ok(sysconf::rewrite_inventory(t, conv)))?;
 

@@ -1,22 +1,232 @@
-//! The dracut drop-in that makes every initramfs the target builds assemble md arrays:
-//! the `mdraid` module (udev rules and mdadm), the `raid1` driver, and `/etc/mdadm.conf`
-//! copied in. Written as its own file so the installer's `xs_disable_multipath.conf` stays
-//! untouched and so the conversion is easy to see and undo.
+//! What the converted host's dracut needs so that every initramfs it builds — now, and on
+//! every later kernel update — assembles the arrays and boots with a disk missing:
+//!
+//! - a drop-in adding the `mdraid` module (udev rules and mdadm), the `raid1` driver and
+//!   `/etc/mdadm.conf`, plus our own `xenraid` module. Its own file, so the installer's
+//!   `xs_disable_multipath.conf` stays untouched and the change is easy to see and undo.
+//! - the `xenraid` dracut module: an initqueue hook that starts the arrays named by
+//!   `rd.md.uuid=` that are still waiting for a member once no new block device has
+//!   appeared for [`DEGRADED_AFTER_SECS`] seconds (wall clock).
+//!
+//! Why the hook: dracut itself starts an incomplete array only from its initqueue
+//! *timeout* hooks, after 2/3 of `rd.retry` (default 180) main-loop rounds. A round is
+//! ≥0.5 s on an idle machine but several seconds on a busy or emulated one (measured:
+//! ~870–920 s under QEMU TCG), and for all that time the root device job races its own
+//! timeout. Counting wall-clock seconds since the last new disk bounds the wait whatever
+//! the machine's speed, and a healthy boot never reaches it (both members present: the
+//! arrays start as soon as udev has seen them). 30 s is mdadm's own choice for the same
+//! decision (`mdadm-last-resort@.timer`, which dracut's rules do not trigger).
 
 /// Path of the drop-in, relative to the target root.
 pub const DRACUT_CONF_PATH: &str = "/etc/dracut.conf.d/90-xenraid-mdraid.conf";
 
-/// The drop-in's content.
-pub fn dracut_conf() -> String {
-    concat!(
-        "# Written by xenraid when it converted this host to md RAID1.\n",
-        "# Without these the initramfs does not assemble the root array and a boot with\n",
-        "# one disk missing fails. Keep this file while the host runs on md.\n",
-        "add_dracutmodules+=\" mdraid \"\n",
-        "add_drivers+=\" raid1 \"\n",
-        "mdadmconf=\"yes\"\n",
+/// Where dracut looks for modules, relative to the target root.
+pub const MODULES_DIR: &str = "/usr/lib/dracut/modules.d";
+/// Our module's directory under [`MODULES_DIR`] (`91`: after `90mdraid`).
+pub const MODULE_NAME: &str = "91xenraid";
+/// Its two files, relative to the module directory.
+pub const MODULE_SETUP: &str = "module-setup.sh";
+pub const DEGRADED_HOOK: &str = "xenraid-md-degraded.sh";
+
+/// Seconds without a new block device before incomplete arrays are started degraded.
+pub const DEGRADED_AFTER_SECS: u32 = 30;
+
+/// The drop-in's content; `with_module` when our module is written beside it (a target
+/// whose dracut keeps its modules elsewhere gets mdraid alone).
+pub fn dracut_conf(with_module: bool) -> String {
+    format!(
+        concat!(
+            "# Written by xenraid when it converted this host to md RAID1.\n",
+            "# Without these the initramfs does not assemble the arrays, and a boot with one\n",
+            "# disk missing fails or waits for minutes. Keep this file while the host runs on md.\n",
+            "add_dracutmodules+=\" mdraid{} \"\n",
+            "add_drivers+=\" raid1 \"\n",
+            "mdadmconf=\"yes\"\n",
+        ),
+        if with_module { " xenraid" } else { "" }
     )
-    .to_string()
+}
+
+/// `module-setup.sh` of the `xenraid` dracut module (dracut 033 to 059 alike).
+pub fn module_setup() -> String {
+    format!(
+        r#"#!/bin/bash
+# Written by xenraid: starts incomplete md arrays degraded once the disks have settled.
+# See {hook} for why. Keep this module while the host runs on md.
+
+check() {{
+    return 0
+}}
+
+depends() {{
+    echo mdraid
+    return 0
+}}
+
+install() {{
+    inst_hook initqueue/settled 90 "$moddir/{hook}"
+}}
+"#,
+        hook = DEGRADED_HOOK
+    )
+}
+
+/// The initqueue `settled` hook. dracut sources it in its main loop after udev has
+/// settled, every round: it must be quick, POSIX sh, and must not `exit`.
+pub fn degraded_hook() -> String {
+    format!(
+        r#"#!/bin/sh
+# Written by xenraid. Starts the md arrays named by rd.md.uuid= that still wait for a
+# member, once no new block device has appeared for {secs} s (rd.xenraid.degraded-after=
+# to change it): a disk that is dead or pulled must not hold the boot until dracut's
+# rd.retry timeout, which counts main-loop rounds and so grows with a slow machine.
+# mdraid_start (dracut's own) runs mdadm -R only on arrays that are still inactive.
+_xr_after=$(getarg rd.xenraid.degraded-after=)
+_xr_after=${{_xr_after:-{secs}}}
+read -r _xr_now _xr_rest < /proc/uptime
+_xr_now=${{_xr_now%%.*}}
+_xr_count=0
+for _xr_dev in /sys/class/block/*; do
+    _xr_count=$((_xr_count + 1))
+done
+if [ "$_xr_count" != "$(cat /run/xenraid-md-count 2> /dev/null)" ]; then
+    echo "$_xr_count" > /run/xenraid-md-count
+    echo "$_xr_now" > /run/xenraid-md-since
+elif [ ! -e "/run/xenraid-md-started-$_xr_count" ] \
+    && [ $((_xr_now - $(cat /run/xenraid-md-since))) -ge "$_xr_after" ]; then
+    : > "/run/xenraid-md-started-$_xr_count"
+    warn "xenraid: no new disk for ${{_xr_after}} s: starting md arrays that still miss a member"
+    /sbin/mdraid_start
+fi
+unset _xr_after _xr_now _xr_rest _xr_count _xr_dev
+"#,
+        secs = DEGRADED_AFTER_SECS
+    )
+}
+
+/// Storage drivers a host-only initrd also gets, beyond what dracut finds on this
+/// machine: so the host still boots when a disk moves to another controller type or
+/// another server. Only those the target's kernel has are passed (see [`module_names`]).
+pub const PORTABLE_STORAGE_DRIVERS: &[&str] = &[
+    "ahci",
+    "ata_piix",
+    "sd_mod",
+    "nvme",
+    "virtio_blk",
+    "virtio_scsi",
+    "virtio_pci",
+    "xen_blkfront",
+    "megaraid_sas",
+    "mpt3sas",
+    "hpsa",
+    "smartpqi",
+    "aacraid",
+    "usb_storage",
+    "uas",
+];
+
+/// The dracut config files of a target in the order dracut reads them: `/etc/dracut.conf`,
+/// then the `*.conf` of `/usr/lib/dracut/dracut.conf.d` and `/etc/dracut.conf.d` sorted by
+/// file name, a file in `/etc` hiding one of the same name in `/usr/lib`.
+pub const CONF_DIRS: [&str; 2] = ["/usr/lib/dracut/dracut.conf.d", "/etc/dracut.conf.d"];
+
+/// Reads the target's dracut config files under `root` in dracut's order (plain reads).
+pub fn confs_under(root: &std::path::Path) -> Vec<String> {
+    let at = |rel: &str| root.join(rel.trim_start_matches('/'));
+    let mut out: Vec<String> = std::fs::read_to_string(at("/etc/dracut.conf"))
+        .into_iter()
+        .collect();
+    let mut by_name = std::collections::BTreeMap::new();
+    for dir in CONF_DIRS {
+        for e in std::fs::read_dir(at(dir)).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.ends_with(".conf") {
+                // Later directories (/etc) hide the same name in earlier ones.
+                by_name.insert(name, e.path());
+            }
+        }
+    }
+    out.extend(
+        by_name
+            .values()
+            .filter_map(|p| std::fs::read_to_string(p).ok()),
+    );
+    out
+}
+
+/// Whether the target's own dracut configuration builds host-only images: the last
+/// `hostonly=` assignment wins, as when dracut sources the files. `confs` are the files'
+/// texts in dracut's order; without any assignment dracut builds generic images.
+pub fn hostonly_configured(confs: &[String]) -> bool {
+    let mut hostonly = false;
+    for text in confs {
+        for line in text.lines() {
+            let l = line.trim();
+            let Some(v) = l.strip_prefix("hostonly=") else {
+                continue;
+            };
+            let v = v
+                .split('#')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches(['"', '\'']);
+            hostonly = matches!(v, "yes" | "y" | "1");
+        }
+    }
+    hostonly
+}
+
+/// The module names a kernel's `modules.dep` and `modules.builtin` list (basename, no
+/// `.ko*`, `-` as `_`), so a driver name can be checked before dracut is asked for it.
+pub fn module_names(
+    modules_dep: &str,
+    modules_builtin: &str,
+) -> std::collections::BTreeSet<String> {
+    modules_dep
+        .lines()
+        .filter_map(|l| l.split(':').next())
+        .chain(modules_builtin.lines())
+        .filter_map(|p| p.trim().rsplit('/').next())
+        .filter_map(|f| f.split(".ko").next())
+        .filter(|n| !n.is_empty())
+        .map(|n| n.replace('-', "_"))
+        .collect()
+}
+
+/// dracut's arguments for one initrd. Host-only when the target is configured so (it is
+/// built on the host's own hardware: the rescue runs there), with the md pieces and the
+/// `extra_drivers` (the controllers of both disks and the portable set, already checked
+/// against the kernel) added; otherwise a generic image, as the target would build it.
+pub fn dracut_args(
+    hostonly: bool,
+    extra_drivers: &[String],
+    initrd: &str,
+    kver: &str,
+) -> Vec<String> {
+    let mut drivers = vec!["raid1".to_string()];
+    if hostonly {
+        for d in extra_drivers {
+            if !drivers.contains(d) {
+                drivers.push(d.clone());
+            }
+        }
+    }
+    vec![
+        "-f".into(),
+        if hostonly {
+            "--hostonly"
+        } else {
+            "--no-hostonly"
+        }
+        .into(),
+        "--add".into(),
+        "mdraid".into(),
+        "--add-drivers".into(),
+        drivers.join(" "),
+        initrd.into(),
+        kver.into(),
+    ]
 }
 
 #[cfg(test)]
@@ -24,10 +234,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn has_the_three_settings_as_shell_assignments() {
-        let c = dracut_conf();
+    fn hostonly_follows_the_last_assignment() {
+        let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(!hostonly_configured(&[]));
+        assert!(hostonly_configured(&c(&["hostonly=\"yes\"\n"])));
+        assert!(hostonly_configured(&c(&[
+            "# dist\nhostonly=\"yes\"   # host-only\n",
+            "add_drivers+=\" x \"\n"
+        ])));
+        assert!(!hostonly_configured(&c(&[
+            "hostonly=\"yes\"\n",
+            "hostonly=\"no\"\n"
+        ])));
+        assert!(!hostonly_configured(&c(&["#hostonly=\"yes\"\n"])));
+        assert!(hostonly_configured(&c(&["hostonly='yes'\n"])));
+    }
+
+    #[test]
+    fn module_names_from_dep_and_builtin() {
+        let dep = "kernel/drivers/ata/ahci.ko: kernel/drivers/ata/libahci.ko\nkernel/drivers/md/raid1.ko.xz:\nkernel/drivers/scsi/megaraid/megaraid_sas.ko.zst:\n";
+        let builtin = "kernel/drivers/block/virtio_blk.ko\nkernel/drivers/scsi/sd-mod.ko\n";
+        let n = module_names(dep, builtin);
+        for m in ["ahci", "raid1", "megaraid_sas", "virtio_blk", "sd_mod"] {
+            assert!(n.contains(m), "{m}: {n:?}");
+        }
+        assert!(!n.contains("libahci.ko"));
+    }
+
+    #[test]
+    fn hostonly_args_add_the_extra_drivers_generic_ones_do_not() {
+        let extra = vec!["ahci".to_string(), "raid1".to_string(), "nvme".to_string()];
+        assert_eq!(
+            dracut_args(true, &extra, "/boot/initrd-6.1.img", "6.1").join(" "),
+            "-f --hostonly --add mdraid --add-drivers raid1 ahci nvme /boot/initrd-6.1.img 6.1"
+        );
+        assert_eq!(
+            dracut_args(false, &extra, "/boot/i.img", "6.1").join(" "),
+            "-f --no-hostonly --add mdraid --add-drivers raid1 /boot/i.img 6.1"
+        );
+    }
+
+    #[test]
+    fn drop_in_has_the_settings_as_shell_assignments() {
+        assert!(dracut_conf(false).contains("add_dracutmodules+=\" mdraid \""));
+        let c = dracut_conf(true);
         for l in [
-            "add_dracutmodules+=\" mdraid \"",
+            "add_dracutmodules+=\" mdraid xenraid \"",
             "add_drivers+=\" raid1 \"",
             "mdadmconf=\"yes\"",
         ] {
@@ -37,5 +289,46 @@ mod tests {
             DRACUT_CONF_PATH.ends_with(".conf"),
             "dracut reads only *.conf"
         );
+        // The module the drop-in adds is the one we write.
+        assert!(MODULE_NAME.ends_with("xenraid"));
+    }
+
+    #[test]
+    fn module_installs_the_hook_it_ships() {
+        let m = module_setup();
+        assert!(m.contains(&format!(
+            "inst_hook initqueue/settled 90 \"$moddir/{DEGRADED_HOOK}\""
+        )));
+        assert!(m.contains("echo mdraid"));
+    }
+
+    /// Both scripts parse (dash is what a dracut initramfs usually runs them with).
+    #[test]
+    fn scripts_are_valid_shell() {
+        for (name, text, shell) in [
+            ("module-setup.sh", module_setup(), "bash"),
+            ("hook", degraded_hook(), "sh"),
+        ] {
+            let out = std::process::Command::new(shell)
+                .args(["-n", "-c", &text])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+
+    #[test]
+    fn hook_never_exits_the_loop_it_is_sourced_into() {
+        let h = degraded_hook();
+        assert!(
+            !h.lines().any(|l| l.trim_start().starts_with("exit")),
+            "{h}"
+        );
+        assert!(h.contains(&format!("_xr_after:-{DEGRADED_AFTER_SECS}")));
+        assert!(h.contains("/sbin/mdraid_start"));
     }
 }
