@@ -50,11 +50,22 @@ fn rescue_boot(
     args: &str,
     timeout: Duration,
 ) -> Report {
+    rescue_boot_on(scratch, tag, disks, Bus::Virtio, args, timeout)
+}
+
+fn rescue_boot_on(
+    scratch: &Scratch,
+    tag: &str,
+    disks: &[(&Path, &str)],
+    bus: Bus,
+    args: &str,
+    timeout: Duration,
+) -> Report {
     let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
         .memory_mib(2048)
         .append(args);
     for (path, serial) in disks {
-        b = b.disk(Disk::new(path, Bus::Virtio).serial(serial));
+        b = b.disk(Disk::new(path, bus).serial(serial));
     }
     let mut vm = b.spawn(&scratch.dir.join(tag)).unwrap();
     let report = vm.wait_for_report(timeout).unwrap();
@@ -148,9 +159,39 @@ enum Boot {
     SourceAlone,
     /// The mirror alone, after the resync (the source died).
     MirrorAlone,
+    /// The mirror alone on another controller type than the conversion ran on (virtio
+    /// after AHCI, AHCI after virtio): a disk moved to another slot or server.
+    MirrorMoved,
+}
+
+/// Where a conversion test runs: the fixture, and the bus its disks sit on while the
+/// rescue converts them (the host's own controller). Boots after it use AHCI, except
+/// [`Boot::MirrorMoved`].
+struct Setup<'a> {
+    fixture: &'a str,
+    convert_bus: Bus,
 }
 
 fn convert_fixture(name: &str, extra_args: &str, boots: &[Boot]) {
+    convert_setup(
+        &Setup {
+            fixture: name,
+            convert_bus: Bus::Virtio,
+        },
+        extra_args,
+        boots,
+    );
+}
+
+/// Converts, checks the dry run and the rerun, then boots `boots` in order. Returns the
+/// scratch directory (kept while the caller holds it), the disks and the plan.
+fn convert_setup(
+    setup: &Setup<'_>,
+    extra_args: &str,
+    boots: &[Boot],
+) -> (Scratch, Disks, rescue::convert::plan::ConvertPlan) {
+    let name = setup.fixture;
+    let bus = setup.convert_bus;
     let scratch = Scratch::new(&format!("convert-{name}")).unwrap();
     let d = prepare(name, &scratch);
     let disks = [
@@ -160,10 +201,11 @@ fn convert_fixture(name: &str, extra_args: &str, boots: &[Boot]) {
 
     // Dry run: the full plan, nothing written.
     let before = hashes(&[&d.source, &d.mirror]);
-    let dry = rescue_boot(
+    let dry = rescue_boot_on(
         &scratch,
         "dry-run",
         &disks,
+        bus,
         &format!("{AUTO} rescue.dry-run"),
         CONVERT_TIMEOUT,
     );
@@ -184,10 +226,11 @@ fn convert_fixture(name: &str, extra_args: &str, boots: &[Boot]) {
     );
 
     // The conversion.
-    let report = rescue_boot(
+    let report = rescue_boot_on(
         &scratch,
         "convert",
         &disks,
+        bus,
         &format!("{AUTO} {extra_args}"),
         CONVERT_TIMEOUT,
     );
@@ -211,7 +254,7 @@ fn convert_fixture(name: &str, extra_args: &str, boots: &[Boot]) {
 
     // A rerun on the finished job writes nothing.
     let after = hashes(&[&d.source, &d.mirror]);
-    let rerun = rescue_boot(&scratch, "rerun", &disks, AUTO, CONVERT_TIMEOUT);
+    let rerun = rescue_boot_on(&scratch, "rerun", &disks, bus, AUTO, CONVERT_TIMEOUT);
     assert!(
         rerun.ok && rerun.convert.as_ref().unwrap().already_converted,
         "rerun: {:?} {:?}",
@@ -252,6 +295,19 @@ fn convert_fixture(name: &str, extra_args: &str, boots: &[Boot]) {
                     .snapshot()],
                 "mirror alone",
             ),
+            Boot::MirrorMoved => (
+                vec![Disk::new(
+                    &d.mirror,
+                    if bus == Bus::Ahci {
+                        Bus::Virtio
+                    } else {
+                        Bus::Ahci
+                    },
+                )
+                .serial("XS-MIRROR")
+                .snapshot()],
+                "mirror alone on another controller type",
+            ),
         };
         let st = boot_xen(disks, &scratch.dir.join(format!("{boot:?}"))).unwrap();
         // In sync: after a boot of both disks (the probe waits for the resync), or when
@@ -269,6 +325,7 @@ fn convert_fixture(name: &str, extra_args: &str, boots: &[Boot]) {
             );
         }
     }
+    (scratch, d, plan)
 }
 
 /// CI: the mirror alone right after the conversion, then both disks to [UU].
@@ -297,6 +354,90 @@ fn converts_xs7_without_sr_and_boots_from_either_disk() {
         &[Boot::SourceAlone]
     };
     convert_fixture("xs7-nosr", "rescue.wait-resync=yes", boots);
+}
+
+/// A host as its installer leaves it (`xs7-real`: AHCI, whole module tree, host-only
+/// initrd, vendor entries with a quiet default), converted on AHCI. CI: the default entry
+/// from the mirror alone right after the conversion (the boot that waited for dracut's
+/// timeout and could land in the emergency shell). e2e: both disks to [UU], the source
+/// alone, the mirror alone, and the mirror moved to a virtio controller.
+#[test]
+fn converts_realistic_xs7_and_boots_degraded_unattended() {
+    let boots: &[Boot] = if full_matrix() {
+        &[
+            Boot::MirrorFirst,
+            Boot::Both,
+            Boot::SourceAlone,
+            Boot::MirrorAlone,
+            Boot::MirrorMoved,
+        ]
+    } else {
+        &[Boot::MirrorFirst]
+    };
+    let (scratch, d, plan) = convert_setup(
+        &Setup {
+            fixture: "xs7-real",
+            convert_bus: Bus::Ahci,
+        },
+        "",
+        boots,
+    );
+    if full_matrix() {
+        boots_in_a_row(&scratch, &d, &plan, 5);
+    }
+}
+
+/// `rounds` times, at the same time: the mirror alone (a dead source) and both disks, each
+/// from the synced state (snapshots), each the default entry with no key pressed. Two VMs
+/// at once, as in CI: every boot must come up; prints each one's time to dom0's status.
+fn boots_in_a_row(
+    scratch: &Scratch,
+    d: &Disks,
+    plan: &rescue::convert::plan::ConvertPlan,
+    rounds: usize,
+) {
+    let mut times = Vec::new();
+    for round in 1..=rounds {
+        let run = |tag: String, disks: Vec<Disk>, what: String| {
+            let started = std::time::Instant::now();
+            let st = boot_xen(disks, &scratch.dir.join(&tag))
+                .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+            check_status(&st, &what, false);
+            check_mdadm(&st, plan, &what);
+            (what, started.elapsed().as_secs())
+        };
+        let (degraded, both) = std::thread::scope(|s| {
+            let a = s.spawn(|| {
+                run(
+                    format!("row-degraded-{round}"),
+                    vec![Disk::new(&d.mirror, Bus::Ahci)
+                        .serial("XS-MIRROR")
+                        .snapshot()],
+                    format!("degraded boot {round}/{rounds} (mirror alone)"),
+                )
+            });
+            let b = s.spawn(|| {
+                run(
+                    format!("row-both-{round}"),
+                    vec![
+                        Disk::new(&d.source, Bus::Ahci)
+                            .serial("XS-SOURCE")
+                            .snapshot(),
+                        Disk::new(&d.mirror, Bus::Ahci)
+                            .serial("XS-MIRROR")
+                            .snapshot(),
+                    ],
+                    format!("both-disks boot {round}/{rounds}"),
+                )
+            });
+            (a.join().unwrap(), b.join().unwrap())
+        });
+        times.push(degraded);
+        times.push(both);
+    }
+    for (what, secs) in &times {
+        eprintln!("BOOT-TIME {what}: {secs} s to FIXTURE-STATUS");
+    }
 }
 
 /// Power cut (QEMU killed) in the middle of the data copy, and again right after the
