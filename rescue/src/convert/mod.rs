@@ -241,7 +241,7 @@ fn preflight(args: &cmdline::Plan, source: &Disk, mirror: &Disk) -> Result<Conve
     p.files_to_change = TARGET_FILES.iter().map(|s| s.to_string()).collect();
     p.chroot_commands = vec![
         "e2fsck -fn <each ext array> (in a chroot of the source root, read-only)".into(),
-        "dracut -f <initrd> <kernel version> for every kernel the boot entries use".into(),
+        "dracut -f --hostonly|--no-hostonly (as the target's dracut is configured) --add mdraid --add-drivers raid1 <initrd> <kernel version> for every kernel the boot entries use".into(),
         format!("grub-install --target=i386-pc {}", mirror.path),
         format!("grub-install --target=i386-pc {}", source.path),
     ];
@@ -864,6 +864,7 @@ pub const TARGET_FILES: &[&str] = &[
     "/boot/grub/grub.cfg",
     "/etc/mdadm.conf (or /etc/mdadm/mdadm.conf)",
     "/etc/dracut.conf.d/90-xenraid-mdraid.conf",
+    "/usr/lib/dracut/modules.d/91xenraid/{module-setup.sh,xenraid-md-degraded.sh}",
     "/etc/xensource-inventory",
     "/etc/firstboot.d/data/default-storage.conf",
     "/etc/lvm/lvm.conf, /etc/lvm/master/lvm.conf",
