@@ -46,6 +46,10 @@ pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
     // Compile everything once, so a group's time is its tests' time.
     cmd!(sh, "cargo test --workspace --locked --all-targets --no-run").run()?;
     let groups = groups(&cmd!(sh, "cargo metadata --no-deps --format-version 1").read()?)?;
+    // On a cold cache the fixtures are the long pole: build them (two at a time) while
+    // the quick groups run. A test needing one waits on its lock; a failed build here is
+    // left to the test that needs it to report.
+    let prefetch = prefetch_fixtures();
 
     let mut rows = Vec::new();
     for g in &groups {
@@ -55,6 +59,9 @@ pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
         rows.push((g, success, counts, started.elapsed().as_secs()));
     }
 
+    for t in prefetch {
+        let _ = t.join();
+    }
     let mut total = Counts::default();
     eprintln!("\n==> summary");
     for (g, success, c, secs) in &rows {
@@ -88,6 +95,41 @@ pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Starts two threads that build (or find cached) every fixture recipe.
+fn prefetch_fixtures() -> Vec<std::thread::JoinHandle<()>> {
+    let dir = crate::project_root().join("qemu-tests/fixtures/recipes");
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.strip_suffix(".json").map(str::to_owned)
+        })
+        .collect();
+    // Taken from the end: the slowest (`-real`) first, so the two builders end together.
+    names.sort_by_key(|n| (n.ends_with("-real"), n.clone()));
+    let queue = std::sync::Arc::new(std::sync::Mutex::new(names));
+    (0..2)
+        .map(|_| {
+            let queue = queue.clone();
+            std::thread::spawn(move || loop {
+                let Some(name) = queue.lock().ok().and_then(|mut q| q.pop()) else {
+                    return;
+                };
+                let Ok(sh) = Shell::new() else { return };
+                sh.change_dir(crate::project_root());
+                match crate::fixture::run(&sh, &name) {
+                    Ok(_) => eprintln!("xtask: fixture {name} ready"),
+                    Err(e) => eprintln!(
+                        "xtask: fixture {name} not built ahead ({e:#}); its tests will say more"
+                    ),
+                }
+            })
+        })
+        .collect()
 }
 
 /// Runs one group, echoing its output, and adds up libtest's `test result:` lines.
