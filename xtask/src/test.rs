@@ -32,7 +32,11 @@ struct Counts {
 }
 
 pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
-    crate::deps::ensure(sh, crate::deps::TEST, crate::deps::TEST_FILES)?;
+    // The delivery images are built by unit tests too (the USB stick's reproducibility),
+    // which run before any test that would call `cargo xtask usb`: install their tools now.
+    let tools: Vec<(&str, &str)> = [crate::deps::TEST, crate::delivery::TOOLS].concat();
+    let files: Vec<(&str, &str)> = [crate::deps::TEST_FILES, crate::delivery::FILES].concat();
+    crate::deps::ensure(sh, &tools, &files)?;
     let built = crate::build::run(sh, &Default::default())?;
     let env = [
         ("XENRAID_IMAGE_DIR", built.dir.display().to_string()),
