@@ -92,6 +92,7 @@ pub struct VmBuilder {
     firmware: Firmware,
     extra: Vec<String>,
     no_reboot: bool,
+    vga: &'static str,
 }
 
 /// `console=ttyS0` first would make /dev/console the VGA tty; serial last keeps the
@@ -110,7 +111,14 @@ impl VmBuilder {
             firmware: Firmware::Bios,
             extra: Vec::new(),
             no_reboot: true,
+            vga: "std",
         }
+    }
+
+    /// The display adapter (`std` by default; `none` for no VGA at all).
+    pub fn vga(mut self, model: &'static str) -> VmBuilder {
+        self.vga = model;
+        self
     }
 
     /// Direct kernel boot of the rescue image with the standard console arguments.
@@ -180,7 +188,7 @@ impl VmBuilder {
             "-display".into(),
             "none".into(),
             "-vga".into(),
-            "std".into(),
+            self.vga.into(),
             "-monitor".into(),
             "none".into(),
             "-serial".into(),
