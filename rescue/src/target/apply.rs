@@ -5,8 +5,8 @@
 //! Running it again changes nothing.
 
 use super::dracut::{
-    degraded_hook, dracut_conf, module_setup, DEGRADED_HOOK, DRACUT_CONF_PATH, MODULES_DIR,
-    MODULE_NAME, MODULE_SETUP,
+    degraded_hook, device_timeout_dropin, device_unit_name, dracut_conf, module_setup,
+    DEGRADED_HOOK, DRACUT_CONF_PATH, MODULES_DIR, MODULE_NAME, MODULE_SETUP, UNIT_DROPINS,
 };
 use super::kernels::BOOT_CONFIGS;
 use super::mdadm::{mdadm_conf_path, render_mdadm_conf};
@@ -152,6 +152,13 @@ pub fn apply(root: &Path, conv: &Conversion) -> Result<Vec<ChangedFile>, TargetE
             std::fs::create_dir_all(&d).map_err(|e| TargetError::io(&d, e))?;
             w.create_or_update(&format!("{dir}/{MODULE_SETUP}"), |_| module_setup())?;
             w.create_or_update(&format!("{dir}/{DEGRADED_HOOK}"), |_| degraded_hook())?;
+            let units = host(root, &format!("{dir}/{UNIT_DROPINS}"));
+            std::fs::create_dir_all(&units).map_err(|e| TargetError::io(&units, e))?;
+            let (_, fs_uuid) = conv.root()?;
+            let unit = device_unit_name(&format!("/dev/disk/by-uuid/{fs_uuid}"));
+            w.create_or_update(&format!("{dir}/{UNIT_DROPINS}/{unit}.conf"), |_| {
+                device_timeout_dropin()
+            })?;
         }
         w.create_or_update(DRACUT_CONF_PATH, |_| dracut_conf(with_module))?;
     }

@@ -28,6 +28,43 @@ pub const MODULE_NAME: &str = "91xenraid";
 pub const MODULE_SETUP: &str = "module-setup.sh";
 pub const DEGRADED_HOOK: &str = "xenraid-md-degraded.sh";
 
+/// Directory (under our module) of static unit drop-ins the initrd gets, one file per
+/// device unit: `<unit name>.conf`.
+pub const UNIT_DROPINS: &str = "units";
+
+/// The systemd unit name of a device path (`systemd-escape --path --suffix=device`):
+/// `/dev/disk/by-uuid/0f3c-…` → `dev-disk-by\x2duuid-0f3c\x2d….device`.
+pub fn device_unit_name(path: &str) -> String {
+    let trimmed = path.trim_matches('/');
+    let mut out = String::new();
+    for (i, b) in trimmed.bytes().enumerate() {
+        match b {
+            b'/' => out.push('-'),
+            b'.' if i == 0 => out.push_str("\\x2e"),
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b':' | b'_' | b'.' => out.push(b as char),
+            _ => out.push_str(&format!("\\x{b:02x}")),
+        }
+    }
+    out + ".device"
+}
+
+/// A drop-in that lets the root device wait as long as dracut's own loop does. dracut's
+/// generator gives the root device the same setting, but a generator's output lives only
+/// until the next `daemon-reload`, which dracut itself triggers from its initqueue; on a
+/// busy machine a reload whose generators do not finish leaves the device with systemd's
+/// default (90 s), and a job already running longer times out at once. A unit file in
+/// the initramfs's `/etc` does not depend on any reload.
+pub fn device_timeout_dropin() -> String {
+    concat!(
+        "# Written by xenraid: wait for the root device as long as dracut's initqueue does\n",
+        "# (it gives up by itself after rd.retry), whatever a daemon-reload does meanwhile.\n",
+        "[Unit]\n",
+        "JobTimeoutSec=0\n",
+        "JobRunningTimeoutSec=0\n",
+    )
+    .to_string()
+}
+
 /// Seconds without a new block device before incomplete arrays are started degraded.
 pub const DEGRADED_AFTER_SECS: u32 = 30;
 
@@ -64,10 +101,19 @@ depends() {{
 }}
 
 install() {{
+    local f unit
     inst_hook initqueue/settled 90 "$moddir/{hook}"
+    # Static timeouts for the devices the boot waits for (see the files' comments).
+    for f in "$moddir"/{units}/*.conf; do
+        [ -e "$f" ] || continue
+        unit=${{f##*/}}
+        unit=${{unit%.conf}}
+        inst_simple "$f" "/etc/systemd/system/$unit.d/50-xenraid-timeout.conf"
+    done
 }}
 "#,
-        hook = DEGRADED_HOOK
+        hook = DEGRADED_HOOK,
+        units = UNIT_DROPINS
     )
 }
 
@@ -233,6 +279,24 @@ pub fn dracut_args(
 mod tests {
     use super::*;
 
+    /// Checked against `systemd-escape --path --suffix=device` where it is installed.
+    #[test]
+    fn device_unit_names_are_escaped_like_systemd() {
+        let p = "/dev/disk/by-uuid/0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b";
+        let want =
+            "dev-disk-by\\x2duuid-0f3c5a0e\\x2d7d6b\\x2d4f57\\x2d9a3c\\x2d1c2d3e4f5a6b.device";
+        assert_eq!(device_unit_name(p), want);
+        assert_eq!(device_unit_name("/dev/md/root"), "dev-md-root.device");
+        if let Ok(o) = std::process::Command::new("systemd-escape")
+            .args(["--path", "--suffix=device", p])
+            .output()
+        {
+            if o.status.success() {
+                assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), want);
+            }
+        }
+    }
+
     #[test]
     fn hostonly_follows_the_last_assignment() {
         let c = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -319,6 +383,46 @@ mod tests {
                 String::from_utf8_lossy(&out.stderr)
             );
         }
+    }
+
+    /// `install()` as dracut calls it (its helpers stubbed to print what they would
+    /// install): the hook, and each unit drop-in under its unit's `.d` directory.
+    #[test]
+    fn module_installs_the_hook_and_unit_dropins() {
+        let d = std::env::temp_dir().join(format!("xr-dracut-mod-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let unit = device_unit_name("/dev/disk/by-uuid/0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b");
+        std::fs::create_dir_all(d.join(UNIT_DROPINS)).unwrap();
+        std::fs::write(
+            d.join(UNIT_DROPINS).join(format!("{unit}.conf")),
+            device_timeout_dropin(),
+        )
+        .unwrap();
+        std::fs::write(d.join(MODULE_SETUP), module_setup()).unwrap();
+        let script = format!(
+            "inst_hook() {{ echo \"hook $1 $2 $3\"; }}; inst_simple() {{ echo \"file $1 -> $2\"; }}; \
+             moddir={}; . \"$moddir/{MODULE_SETUP}\"; install",
+            d.display()
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.contains(&format!(
+                "hook initqueue/settled 90 {}/{DEGRADED_HOOK}",
+                d.display()
+            )),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!(
+                "-> /etc/systemd/system/{unit}.d/50-xenraid-timeout.conf"
+            )),
+            "{out}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
