@@ -40,6 +40,9 @@ fn boot(img: &Path, serial: &str, tag: &str) -> Result<Boot, String> {
         "2048".into(),
         "-display".into(),
         "none".into(),
+        // No VGA: see `qemu_tests::fixture::boot_xen` (bochs-drm under TCG).
+        "-vga".into(),
+        "none".into(),
         "-monitor".into(),
         "none".into(),
         "-no-reboot".into(),
@@ -192,4 +195,15 @@ fn xs7_nosr_boots_and_reports_healthy() {
 #[test]
 fn xs6_boots_and_reports_healthy() {
     boot_fixture_and_check("xs6");
+}
+
+/// e2e only (a whole module tree boots slowly under TCG): the installer's state boots its
+/// default entry (quiet, VGA console last) unattended and reports healthy.
+#[test]
+fn xs7_real_boots_and_reports_healthy() {
+    if !qemu_tests::full_matrix() {
+        eprintln!("xs7-real fixture boot: only in `cargo xtask e2e`");
+        return;
+    }
+    boot_fixture_and_check("xs7-real");
 }

@@ -88,3 +88,8 @@ fn inspect_recognises_xs7_without_sr() {
 fn inspect_recognises_xs6() {
     check("xs6", "6.x");
 }
+
+#[test]
+fn inspect_recognises_realistic_xs7() {
+    check("xs7-real", "7.x");
+}
