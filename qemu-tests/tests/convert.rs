@@ -328,7 +328,8 @@ fn convert_setup(
     (scratch, d, plan)
 }
 
-/// CI: the mirror alone right after the conversion, then both disks to [UU].
+/// CI: both disks to [UU] right after the conversion (the mirror alone right after it is
+/// CI's boot of xs7-real, the harder case).
 #[test]
 fn converts_xs7_and_boots_from_either_disk() {
     let boots: &[Boot] = if full_matrix() {
@@ -339,7 +340,7 @@ fn converts_xs7_and_boots_from_either_disk() {
             Boot::MirrorAlone,
         ]
     } else {
-        &[Boot::MirrorFirst, Boot::Both]
+        &[Boot::Both]
     };
     convert_fixture("xs7", "", boots);
 }
