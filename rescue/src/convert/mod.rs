@@ -445,22 +445,21 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
                 changed = files;
                 let mut done = Vec::new();
                 let hostonly = dracut::hostonly_configured(&dracut::confs_under(root));
+                let mode = if hostonly { "host-only" } else { "generic" };
                 for (kver, initrd) in kernels {
                     let extra = portable_drivers(root, &kver, &plan);
                     let args = dracut::dracut_args(hostonly, &extra, &initrd, &kver);
                     let args: Vec<&str> = args.iter().map(String::as_str).collect();
                     let started = Instant::now();
                     kernel_log_line(&format!(
-                        "convert: building the initrd {initrd} for {kver} ({}) with the target's dracut",
-                        if hostonly { "host-only, as the target is configured" } else { "generic" }
+                        "convert: building the initrd {initrd} for {kver} ({mode}, as the target's dracut is configured)"
                     ));
                     chroot_ok(root, "dracut", &args)?;
                     let size = std::fs::metadata(root.join(initrd.trim_start_matches('/')))
                         .map(|m| m.len())
                         .unwrap_or(0);
                     done.push(format!(
-                        "{initrd} ({kver}, {}, {size} bytes, {:.0} s)",
-                        if hostonly { "host-only" } else { "generic" },
+                        "{initrd} ({kver}, {mode}, {size} bytes, {:.0} s)",
                         started.elapsed().as_secs_f64()
                     ));
                 }
