@@ -267,7 +267,7 @@ pub fn driver_modules(sys_block: &Path, name: &str) -> Vec<String> {
                 }
             }
         }
-        if !dir.pop() || dir.as_os_str() == "/sys/devices" || dir.parent().is_none() {
+        if !dir.pop() || dir.as_os_str() == "/sys/devices" {
             break;
         }
     }
