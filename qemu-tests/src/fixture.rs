@@ -27,6 +27,13 @@ fn workspace_root() -> PathBuf {
 
 /// Builds (or finds in `~/.cache/xenraid/fixtures/`) the fixture and its JSON.
 pub fn fixture(name: &str) -> anyhow::Result<Fixture> {
+    let e2e_only = std::env::var("XENRAID_E2E_ONLY_FIXTURES").unwrap_or_default();
+    if !crate::full_matrix() && e2e_only.split(',').any(|n| n == name) {
+        bail!(
+            "fixture {name} is e2e-only (E2E_ONLY_FIXTURES in xtask/src/test.rs): \
+             gate this test with qemu_tests::full_matrix() or take it off that list"
+        );
+    }
     let root = workspace_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     // A separate target dir: the outer `cargo test` holds the main one's lock.
