@@ -152,6 +152,45 @@ pub fn modaliases(sys_bus: &Path) -> Vec<String> {
     out.into_iter().collect()
 }
 
+/// `/dev/<name>` of partition `number` of `disk`, as sysfs names it (`sda1`, `nvme0n1p1`).
+pub fn partition_device(sys_block: &Path, disk: &str, number: u32) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(sys_block.join(disk)).ok()?;
+    for e in entries.flatten() {
+        let part_file = e.path().join("partition");
+        if let Ok(n) = std::fs::read_to_string(&part_file) {
+            if n.trim() == number.to_string() {
+                return Some(PathBuf::from("/dev").join(e.file_name()));
+            }
+        }
+    }
+    None
+}
+
+/// Waits (up to `timeout`) for partition `number` of `disk` to appear after a table was
+/// written or re-read; `/dev/<name>` as sysfs names it.
+pub fn wait_for_partition(
+    sys_block: &Path,
+    disk: &str,
+    number: u32,
+    timeout: Duration,
+) -> Result<PathBuf, String> {
+    let start = Instant::now();
+    loop {
+        if let Some(p) = partition_device(sys_block, disk, number) {
+            if p.exists() {
+                return Ok(p);
+            }
+        }
+        if start.elapsed() > timeout {
+            return Err(format!(
+                "partition {number} of {disk} did not appear within {} s",
+                timeout.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -231,9 +270,11 @@ mod tests {
         );
         assert!(settled.stable);
         let mut ticks = 0;
+        // The quiet window is long against one poll (25 ms), so only a stall of the
+        // whole test process for 400 ms under load could pass for quiet.
         let busy = wait_for_settle(
             &dir,
-            || Duration::from_millis(50),
+            || Duration::from_millis(400),
             Duration::from_millis(1000),
             || {
                 ticks += 1;
@@ -246,6 +287,29 @@ mod tests {
             !busy.stable && busy.waited >= Duration::from_millis(1000) && ticks >= 2,
             "a tick that keeps changing things must hit the deadline ({ticks} ticks)"
         );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn partition_devices_from_sysfs() {
+        let dir = std::env::temp_dir().join(format!("xenraid-partdev-{}", std::process::id()));
+        for (p, n) in [
+            ("nvme0n1/nvme0n1p1", "1"),
+            ("nvme0n1/nvme0n1p2", "2"),
+            ("sda/sda1", "1"),
+        ] {
+            std::fs::create_dir_all(dir.join(p)).unwrap();
+            std::fs::write(dir.join(p).join("partition"), format!("{n}\n")).unwrap();
+        }
+        assert_eq!(
+            partition_device(&dir, "nvme0n1", 2),
+            Some(PathBuf::from("/dev/nvme0n1p2"))
+        );
+        assert_eq!(
+            partition_device(&dir, "sda", 1),
+            Some(PathBuf::from("/dev/sda1"))
+        );
+        assert_eq!(partition_device(&dir, "sda", 3), None);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -230,7 +230,7 @@ fn boot_and_run(s: &mut Session) {
                 return;
             }
             let mut rep = crate::convert::ConvertReport::default();
-            let mut ctx = crate::convert::Ctx {
+            let mut ctx = ConvertServices {
                 console: &mut s.console,
                 modules: &mut s.modules,
             };
@@ -239,6 +239,21 @@ fn boot_and_run(s: &mut Session) {
             }
             s.report.convert = Some(rep);
         }
+    }
+}
+
+/// The console and the module loader, as the conversion sees them.
+struct ConvertServices<'a> {
+    console: &'a mut Console,
+    modules: &'a mut Modules,
+}
+
+impl crate::convert::Rescue for ConvertServices<'_> {
+    fn say(&mut self, line: &str) {
+        self.console.say(line);
+    }
+    fn require_modules(&mut self, names: &[&str]) -> Result<(), String> {
+        self.modules.require(names)
     }
 }
 

@@ -17,26 +17,16 @@ pub fn find(disks: &[Disk]) -> Option<PathBuf> {
     for d in disks {
         for p in &d.partitions {
             if p.fs_type.as_deref() == Some("vfat") && p.label.as_deref() == Some(LABEL) {
-                return partition_device(Path::new("/sys/block"), &d.name, p.number);
+                return crate::devices::partition_device(
+                    Path::new("/sys/block"),
+                    &d.name,
+                    p.number,
+                );
             }
         }
         if let Some(crate::inspect::Content::Vfat { label: Some(l), .. }) = &d.whole_disk {
             if l == LABEL {
                 return Some(PathBuf::from(&d.path));
-            }
-        }
-    }
-    None
-}
-
-/// `/dev/<name>` of partition `number` of `disk`, as sysfs names it (`sda1`, `nvme0n1p1`).
-pub fn partition_device(sys_block: &Path, disk: &str, number: u32) -> Option<PathBuf> {
-    let entries = std::fs::read_dir(sys_block.join(disk)).ok()?;
-    for e in entries.flatten() {
-        let part_file = e.path().join("partition");
-        if let Ok(n) = std::fs::read_to_string(&part_file) {
-            if n.trim() == number.to_string() {
-                return Some(PathBuf::from("/dev").join(e.file_name()));
             }
         }
     }
@@ -190,28 +180,5 @@ mod tests {
     fn report_stems_are_safe_file_names() {
         assert_eq!(report_stem(0, "SN 12/34"), "19700101T000000Z-SN_12_34");
         assert_eq!(report_stem(0, ""), "19700101T000000Z-unknown");
-    }
-
-    #[test]
-    fn partition_devices_from_sysfs() {
-        let dir = std::env::temp_dir().join(format!("xenraid-stick-{}", std::process::id()));
-        for (p, n) in [
-            ("nvme0n1/nvme0n1p1", "1"),
-            ("nvme0n1/nvme0n1p2", "2"),
-            ("sda/sda1", "1"),
-        ] {
-            std::fs::create_dir_all(dir.join(p)).unwrap();
-            std::fs::write(dir.join(p).join("partition"), format!("{n}\n")).unwrap();
-        }
-        assert_eq!(
-            partition_device(&dir, "nvme0n1", 2),
-            Some(PathBuf::from("/dev/nvme0n1p2"))
-        );
-        assert_eq!(
-            partition_device(&dir, "sda", 1),
-            Some(PathBuf::from("/dev/sda1"))
-        );
-        assert_eq!(partition_device(&dir, "sda", 3), None);
-        std::fs::remove_dir_all(dir).unwrap();
     }
 }

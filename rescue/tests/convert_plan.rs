@@ -291,3 +291,127 @@ fn source_that_is_not_xenserver_is_refused() {
     );
     assert!(matches!(r, Err(PlanError::NotXenServer(_))), "{r:?}");
 }
+
+/// A 6.x disk as its installer writes it: root from LBA 34 (no alignment) with the legacy
+/// BIOS bootable attribute, an empty backup, the SR to the end.
+fn xs6(dir: &TempDir, size: u64) -> std::path::PathBuf {
+    let img = dir.path("source6.img");
+    sparse_file(&img, size);
+    run(
+        "sgdisk",
+        &[
+            "-a",
+            "1",
+            "-n1:34:+64M",
+            "-c1:root-abcdef",
+            "-A1:set:2",
+            "-n2:0:+64M",
+            "-n3:0:0",
+            "-t3:8e00",
+            p(&img),
+        ],
+    );
+    let (o, s) = part_range(&img, 1);
+    assert_eq!(o, 34 * 512, "the fixture's root must start at LBA 34");
+    mke2fs_at(
+        &img,
+        "ext3",
+        "root-abcdef",
+        "01010101-0000-4000-8000-000000000061",
+        o,
+        s,
+    );
+    let (o, s) = part_range(&img, 3);
+    pv_at(
+        &img,
+        "AbCdEf-1234-5678-9abc-defg-hijk-lmnop6",
+        "VG_XenStorage-6d2c",
+        o,
+        s,
+    );
+    img
+}
+
+#[test]
+fn six_x_gets_the_extlinux_chain_aligned_layout_and_a_0_90_root() {
+    let dir = TempDir::new("plan-xs6");
+    let size = 200 * MIB;
+    let src = xs6(&dir, size);
+    let (mirror_img, mirror) = blank(&dir, "mirror.img", size);
+    let plan = make_plan(&src, &mirror).unwrap();
+    assert_eq!(
+        plan.boot_chain,
+        rescue::convert::bootchain::BootChain::ExtlinuxBios
+    );
+    let roles: Vec<(ArrayRole, &str, u32)> = plan
+        .arrays
+        .iter()
+        .map(|a| (a.role, a.metadata.as_str(), a.partition))
+        .collect();
+    assert_eq!(
+        roles,
+        vec![
+            (ArrayRole::Root, "0.90", 1),
+            (ArrayRole::Backup, "1.0", 2),
+            (ArrayRole::Sr, "1.2", 3)
+        ]
+    );
+    // Moved from LBA 34 to 1 MiB, with its metadata's room, from the unused backup.
+    let root = plan.partitions.iter().find(|x| x.number == 1).unwrap();
+    assert_eq!((root.source_start_lba, root.start_lba), (34, 2048));
+    assert!(plan.room.contains("backup partition 2"), "{}", plan.room);
+    let bootable = rescue::convert::bootchain::LEGACY_BIOS_BOOTABLE;
+    for x in &plan.partitions {
+        assert_eq!(x.start_lba % 2048, 0, "partition {}", x.number);
+        assert_eq!(
+            x.attributes & bootable != 0,
+            x.number == 1,
+            "legacy BIOS bootable on partition {}",
+            x.number
+        );
+    }
+    assert!(plan
+        .human_lines()
+        .iter()
+        .any(|l| l.contains("boot chain: extlinux")));
+
+    // What is written passes sgdisk (attribute included) and mdadm (0.90 on root).
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .open(&mirror_img)
+        .unwrap();
+    rescue::convert::write_table(&mut f, &plan, false).unwrap();
+    drop(f);
+    let v = run("sgdisk", &["-v", p(&mirror_img)]);
+    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
+    let attrs = run("sgdisk", &["-A", "1:show", p(&mirror_img)]);
+    assert!(attrs.contains("legacy BIOS bootable"), "{attrs}");
+    let attrs = run("sgdisk", &["-A", "2:show", p(&mirror_img)]);
+    assert!(!attrs.contains("legacy BIOS bootable"), "{attrs}");
+    for a in &plan.arrays {
+        let x = plan
+            .partitions
+            .iter()
+            .find(|x| x.number == a.partition)
+            .unwrap();
+        let lo = Loop::new(&mirror_img, x.start_lba * 512, x.size_bytes);
+        rescue::convert::write_superblock(Path::new(&lo.0), &plan, a, false).unwrap();
+        let ex = run("mdadm", &["--examine", &lo.0]);
+        let want = if a.metadata == "0.90" {
+            "Version : 0.90.00".to_string()
+        } else {
+            format!("Version : {}", a.metadata)
+        };
+        assert!(ex.contains(&want), "{:?}: {ex}", a.role);
+        if a.role == ArrayRole::Root {
+            // Autodetection starts it as /dev/md0, the device the boot entries name.
+            assert!(ex.contains("Preferred Minor : 0"), "{ex}");
+        }
+        assert!(
+            ex.contains(&format!("UUID : {}", a.uuid)),
+            "{:?}: {ex}",
+            a.role
+        );
+    }
+}

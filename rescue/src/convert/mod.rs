@@ -6,19 +6,28 @@
 //! the source and attach it. Every phase is journaled on the mirror first, so booting the
 //! rescue again with the same arguments resumes the job.
 
+pub mod bootchain;
+mod chroot;
+mod configure;
 pub mod journal;
 pub mod plan;
+mod preflight;
+mod select;
 
 use crate::clone::{self, CloneArgs};
 use crate::cmdline;
 use crate::formats::{gpt, md};
-use crate::init::{Console, Modules};
 use crate::inspect::Disk;
 use crate::sys;
-use crate::target::dracut;
 use crate::units::{Bytes, Sectors};
+use chroot::{chroot_ok, with_source_root, with_target_root};
+use configure::Side;
 use journal::{Journal, Phase};
 use plan::{ArrayRole, ConvertPlan, Payload};
+use preflight::preflight;
+use select::{
+    check_selector, describe_contents, find_journal, names_disk, select_mirror, select_source,
+};
 use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
@@ -57,17 +66,29 @@ pub struct ArrayOutcome {
     pub state: String,
 }
 
-/// The rescue's services the conversion uses.
-pub struct Ctx<'a> {
-    pub console: &'a mut Console,
-    pub modules: &'a mut Modules,
+/// What the conversion needs from the system running it (PID 1 in the rescue).
+pub trait Rescue {
+    /// A line for the operator on every console.
+    fn say(&mut self, line: &str);
+    /// Loads kernel modules, or says which are missing from the image.
+    fn require_modules(&mut self, names: &[&str]) -> Result<(), String>;
+}
+
+/// `/dev/...` of a disk's partition, waiting for the kernel to create it.
+pub(crate) fn partition_path(disk_name: &str, number: u32) -> Result<PathBuf, String> {
+    crate::devices::wait_for_partition(
+        Path::new("/sys/block"),
+        disk_name,
+        number,
+        Duration::from_secs(10),
+    )
 }
 
 const WORK: &str = "/run/xenraid";
 
 /// Runs the conversion; errors are returned as the operator should read them.
 pub fn run(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut dyn Rescue,
     args: &cmdline::Plan,
     disks: &[Disk],
     rep: &mut ConvertReport,
@@ -104,7 +125,7 @@ pub fn run(
         if j.phase == Phase::Done {
             rep.already_converted = true;
             rep.started_from = "done".into();
-            ctx.console.say(&format!(
+            ctx.say(&format!(
                 "convert: {} is already converted (mirror {}); nothing to do",
                 source.path, mirror.path
             ));
@@ -115,13 +136,13 @@ pub fn run(
             .and_then(|v| v.as_str().map(String::from))
             .unwrap_or_default();
         if args.dry_run {
-            ctx.console.say(&format!(
+            ctx.say(&format!(
                 "convert: a job is in progress (phase {}); dry run: nothing written",
                 rep.started_from
             ));
             return Ok(());
         }
-        ctx.console.say(&format!(
+        ctx.say(&format!(
             "convert: resuming the job on {} and {} from phase {}",
             source.path, mirror.path, rep.started_from
         ));
@@ -133,7 +154,7 @@ pub fn run(
     let source = select_source(source_sel, disks)?;
     if source.xenserver.as_ref().is_some_and(|x| x.on_md) {
         rep.already_converted = true;
-        ctx.console.say(&format!(
+        ctx.say(&format!(
             "convert: {} is already on md RAID; nothing to do",
             source.path
         ));
@@ -155,13 +176,16 @@ pub fn run(
         .to_string());
     }
     let plan = preflight(args, source, mirror)?;
+    // What the configure step will need from the host's own root, read now: a missing
+    // tool or file refuses the job before anything is written.
+    with_source_root(&plan, |root| configure::check_target(root, &plan))?;
     for line in plan.human_lines() {
-        ctx.console.say(&line);
+        ctx.say(&line);
     }
     rep.plan = Some(plan.clone());
     rep.started_from = "new".into();
     if args.dry_run {
-        ctx.console.say("convert: dry run: nothing was written");
+        ctx.say("convert: dry run: nothing was written");
         return Ok(());
     }
     let j = Journal {
@@ -174,208 +198,13 @@ pub fn run(
     execute(ctx, j, rep)
 }
 
-/// Reads every source partition it needs, and plans. Writes nothing.
-fn preflight(args: &cmdline::Plan, source: &Disk, mirror: &Disk) -> Result<ConvertPlan, String> {
-    let xs = source
-        .xenserver
-        .as_ref()
-        .ok_or_else(|| plan::PlanError::NotXenServer(source.path.clone()).to_string())?;
-    if xs.layout != "7.x" {
-        return Err(format!(
-            "{} is a XenServer {} install: only 7.x/8.x layouts are converted so far",
-            source.path, xs.layout
-        ));
-    }
-    let mut f = File::open(&source.path).map_err(|e| format!("open {}: {e}", source.path))?;
-    let table = gpt::read(&mut f, Some(source.logical_sector_size))
-        .map_err(|e| format!("{}: {e}", source.path))?;
-    let mut facts = plan::SourceFacts::default();
-    for p in &source.partitions {
-        if p.role.as_deref().and_then(ArrayRole::parse).is_none() {
-            continue;
-        }
-        let dev = partition_path(&source.name, p.number)?;
-        let mut part = File::open(&dev).map_err(|e| format!("open {}: {e}", dev.display()))?;
-        if matches!(p.fs_type.as_deref(), Some("ext3" | "ext4" | "ext2")) {
-            check_clean_ext(&mut part, &dev)?;
-        }
-        let cp = clone::plan(&mut part, false).map_err(|e| format!("{}: {e}", dev.display()))?;
-        let bytes = if cp.swap.is_some() {
-            4096
-        } else {
-            cp.extents.total().0
-        };
-        facts.copy_bytes.insert(p.number, bytes);
-    }
-    let mut opts = plan::Options {
-        attach_source: args.attach_source,
-        wait_resync: args.wait_resync,
-        now: sys::unix_time(),
-        ..Default::default()
-    };
-    for (role, v) in &args.metadata {
-        let role = ArrayRole::parse(role)
-            .ok_or_else(|| format!("rescue.metadata: unknown role {role}"))?;
-        let v = plan::parse_metadata_version(v)
-            .ok_or_else(|| format!("rescue.metadata: unknown version {v}"))?;
-        opts.metadata.insert(role, v);
-    }
-    let mut guids = gpt::GuidSource::Random;
-    let mut guid_err = None;
-    let mut new_guid = || {
-        guids.next_guid().unwrap_or_else(|e| {
-            guid_err = Some(e.to_string());
-            gpt::Guid::default()
-        })
-    };
-    let mut p = plan::plan(source, &table, mirror, &facts, &opts, &mut new_guid)
-        .map_err(|e| e.to_string())?;
-    if let Some(e) = guid_err {
-        return Err(format!("no random numbers for new GUIDs: {e}"));
-    }
-    let mut mbr = [0u8; 512];
-    f.seek(SeekFrom::Start(0))
-        .and_then(|_| std::io::Read::read_exact(&mut f, &mut mbr))
-        .map_err(|e| format!("read {}: {e}", source.path))?;
-    p.protective_mbr_active = mbr[446] == 0x80;
-    p.files_to_change = TARGET_FILES.iter().map(|s| s.to_string()).collect();
-    p.chroot_commands = vec![
-        "e2fsck -fn <each ext array> (in a chroot of the source root, read-only)".into(),
-        "dracut -f --hostonly|--no-hostonly (as the target's dracut is configured) --add mdraid --add-drivers raid1 <initrd> <kernel version> for every kernel the boot entries use".into(),
-        format!("grub-install --target=i386-pc {}", mirror.path),
-        format!("grub-install --target=i386-pc {}", source.path),
-    ];
-    Ok(p)
-}
-
-/// Refuses a filesystem that was not cleanly unmounted: its copy would not check clean.
-fn check_clean_ext(part: &mut File, dev: &Path) -> Result<(), String> {
-    let mut sb = [0u8; 1024];
-    part.seek(SeekFrom::Start(1024))
-        .and_then(|_| std::io::Read::read_exact(part, &mut sb))
-        .map_err(|e| format!("read {}: {e}", dev.display()))?;
-    let incompat = u32::from_le_bytes([sb[0x60], sb[0x61], sb[0x62], sb[0x63]]);
-    let state = u16::from_le_bytes([sb[0x3a], sb[0x3b]]);
-    if incompat & 0x4 != 0 || state & 1 == 0 {
-        return Err(format!(
-            "{} was not cleanly unmounted (journal needs recovery): boot the host once and shut it down cleanly, then convert",
-            dev.display()
-        ));
-    }
-    Ok(())
-}
-
-fn describe_contents(d: &Disk) -> String {
-    if let Some(t) = &d.table {
-        format!(
-            "{} partition table with {} partitions",
-            t.to_uppercase(),
-            d.partitions.len()
-        )
-    } else if let Some(c) = &d.whole_disk {
-        format!("{c:?}")
-    } else {
-        "signatures at its start or end".into()
-    }
-}
-
-/// True when `sel` (`sda`, `/dev/sda`, `serial:X`) names this disk.
-fn names_disk(sel: &str, d: &Disk) -> bool {
-    match sel.strip_prefix("serial:") {
-        Some(s) => d.serial.as_deref() == Some(s),
-        None => sel == d.name || sel == d.path,
-    }
-}
-
-fn check_selector(sel: Option<&str>, d: &Disk, key: &str) -> Result<(), String> {
-    match sel {
-        None | Some("auto") => Ok(()),
-        Some(s) if names_disk(s, d) => Ok(()),
-        Some(s) => Err(format!("{key}={s} does not name {}, the disk of the conversion in progress: fix {key} or use auto", d.path)),
-    }
-}
-
-fn select_source<'a>(sel: &str, disks: &'a [Disk]) -> Result<&'a Disk, String> {
-    if sel == "auto" {
-        let c: Vec<&Disk> = disks.iter().filter(|d| d.xenserver.is_some()).collect();
-        return match c.as_slice() {
-            [one] => Ok(one),
-            [] => Err("rescue.source=auto: no disk holds a XenServer install; name the source disk".into()),
-            many => Err(format!(
-                "rescue.source=auto: {} disks hold a XenServer install ({}); name the source with rescue.source=",
-                many.len(),
-                many.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", ")
-            )),
-        };
-    }
-    let d = disks.iter().find(|d| names_disk(sel, d)).ok_or_else(|| {
-        format!("rescue.source={sel}: no such disk; see rescue.action=inspect for the names")
-    })?;
-    if d.xenserver.is_none() {
-        return Err(plan::PlanError::NotXenServer(d.path.clone()).to_string());
-    }
-    Ok(d)
-}
-
-fn select_mirror<'a>(sel: &str, source: &Disk, disks: &'a [Disk]) -> Result<&'a Disk, String> {
-    if sel == "auto" {
-        let c: Vec<&Disk> = disks
-            .iter()
-            .filter(|d| d.path != source.path && d.blank && d.size_bytes >= source.size_bytes)
-            .collect();
-        return match c.as_slice() {
-            [one] => Ok(one),
-            [] => Err(format!("rescue.mirror=auto: no other blank disk of at least {} bytes; attach one or name the mirror", source.size_bytes)),
-            many => Err(format!(
-                "rescue.mirror=auto: {} blank disks could be the mirror ({}); name it with rescue.mirror=",
-                many.len(),
-                many.iter().map(|d| d.path.as_str()).collect::<Vec<_>>().join(", ")
-            )),
-        };
-    }
-    let d = disks.iter().find(|d| names_disk(sel, d)).ok_or_else(|| {
-        format!("rescue.mirror={sel}: no such disk; see rescue.action=inspect for the names")
-    })?;
-    if d.path == source.path {
-        return Err(plan::PlanError::SameDisk(d.path.clone()).to_string());
-    }
-    Ok(d)
-}
-
-fn find_journal(disks: &[Disk]) -> Option<(&Disk, Journal)> {
-    disks.iter().find_map(|d| {
-        let mut f = File::open(&d.path).ok()?;
-        let j = journal::read(&mut f).ok()??;
-        (j.plan.mirror_disk_guid == d.disk_guid.clone().unwrap_or_default()
-            || j.phase == Phase::Planned)
-            .then_some((d, j))
-    })
-}
-
-/// `/dev/...` of a disk's partition.
-fn partition_path(disk_name: &str, number: u32) -> Result<PathBuf, String> {
-    let sys_block = Path::new("/sys/block");
-    let start = Instant::now();
-    loop {
-        if let Some(p) = crate::stick::partition_device(sys_block, disk_name, number) {
-            if p.exists() {
-                return Ok(p);
-            }
-        }
-        if start.elapsed() > Duration::from_secs(10) {
-            return Err(format!("partition {number} of {disk_name} did not appear"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn disk_name(path: &str) -> &str {
     path.rsplit('/').next().unwrap_or(path)
 }
 
 /// Runs the job from the journal's phase to the end.
-fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result<(), String> {
-    ctx.modules.require(&["md_mod", "raid1", "ext4"])?;
+fn execute(ctx: &mut dyn Rescue, mut j: Journal, rep: &mut ConvertReport) -> Result<(), String> {
+    ctx.require_modules(&["md_mod", "raid1", "ext4"])?;
     let plan = j.plan.clone();
     let mirror_path = PathBuf::from(&plan.mirror.path);
     let source_path = PathBuf::from(&plan.source.path);
@@ -440,41 +269,13 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
     if j.phase == Phase::Copied {
         let mut changed = Vec::new();
         step(ctx, rep, "configure", || {
-            let out = with_target_root(&plan, |root| {
-                let (files, kernels) = configure_files(root, &plan)?;
+            with_target_root(&plan, |root| {
+                let (files, kernels) = configure::configure_files(root, &plan)?;
                 changed = files;
-                let mut done = Vec::new();
-                let hostonly = dracut::hostonly_configured(&dracut::confs_under(root));
-                let mode = if hostonly { "host-only" } else { "generic" };
-                for (kver, initrd) in kernels {
-                    let extra = portable_drivers(root, &kver, &plan);
-                    let args = dracut::dracut_args(hostonly, &extra, &initrd, &kver);
-                    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                    let started = Instant::now();
-                    kernel_log_line(&format!(
-                        "convert: building the initrd {initrd} for {kver} ({mode}, as the target's dracut is configured)"
-                    ));
-                    chroot_ok(root, "dracut", &args)?;
-                    let size = std::fs::metadata(root.join(initrd.trim_start_matches('/')))
-                        .map(|m| m.len())
-                        .unwrap_or(0);
-                    done.push(format!(
-                        "{initrd} ({kver}, {mode}, {size} bytes, {:.0} s)",
-                        started.elapsed().as_secs_f64()
-                    ));
-                }
-                chroot_ok(
-                    root,
-                    "grub-install",
-                    &["--target=i386-pc", &plan.mirror.path],
-                )?;
-                Ok(format!(
-                    "initrds: {}; grub on {}",
-                    done.join(", "),
-                    plan.mirror.path
-                ))
-            })?;
-            Ok(out)
+                let initrds = configure::build_initrds(root, &plan, &kernels)?;
+                let boot = configure::make_bootable(root, &plan, Side::Mirror)?;
+                Ok(format!("initrds: {initrds}; {boot}"))
+            })
         })?;
         j.files_changed = changed;
         j.phase = Phase::Configured;
@@ -485,7 +286,7 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
         stop_arrays(&plan);
         j.phase = Phase::Done;
         save(&mut j, &mut mirror_dev)?;
-        ctx.console.say(&format!(
+        ctx.say(&format!(
             "convert: done; the source {} was left untouched (rescue.attach-source=no)",
             plan.source.path
         ));
@@ -516,14 +317,9 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
         })?;
         j.phase = Phase::SourceAttached;
         save(&mut j, &mut mirror_dev)?;
-        step(ctx, rep, "grub-install-source", || {
+        step(ctx, rep, "bootloader-source", || {
             with_target_root(&plan, |root| {
-                chroot_ok(
-                    root,
-                    "grub-install",
-                    &["--target=i386-pc", &plan.source.path],
-                )?;
-                Ok(format!("grub on {}", plan.source.path))
+                configure::make_bootable(root, &plan, Side::Source)
             })
         })?;
     }
@@ -550,17 +346,17 @@ fn execute(ctx: &mut Ctx<'_>, mut j: Journal, rep: &mut ConvertReport) -> Result
     stop_arrays(&plan);
     j.phase = Phase::Done;
     save(&mut j, &mut mirror_dev)?;
-    ctx.console.say("convert: done");
+    ctx.say("convert: done");
     Ok(())
 }
 
 fn step(
-    ctx: &mut Ctx<'_>,
+    ctx: &mut dyn Rescue,
     rep: &mut ConvertReport,
     name: &str,
     f: impl FnOnce() -> Result<String, String>,
 ) -> Result<(), String> {
-    ctx.console.say(&format!("convert: {name} ..."));
+    ctx.say(&format!("convert: {name} ..."));
     let t = Instant::now();
     let r = f();
     let ok = r.is_ok();
@@ -568,7 +364,7 @@ fn step(
         Ok(d) => d.clone(),
         Err(e) => e.clone(),
     };
-    ctx.console.say(&format!(
+    ctx.say(&format!(
         "convert: {name} {} in {:.1} s: {detail}",
         if ok { "done" } else { "FAILED" },
         t.elapsed().as_secs_f64()
@@ -650,7 +446,14 @@ pub fn write_superblock(
     let spec = md::ArraySpec {
         uuid,
         homehost: a.homehost.clone(),
-        name: a.name.clone(),
+        // 0.90 has no name, only a preferred minor: the kernel's autodetection (what a
+        // mkinitrd initrd uses) starts the array as /dev/md<minor>, the device the
+        // target's configuration names.
+        name: if v == md::MetadataVersion::V0_90 {
+            a.role.md_index().to_string()
+        } else {
+            a.name.clone()
+        },
         raid_disks: 2,
         ctime,
         utime: now,
@@ -759,200 +562,20 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
     ))
 }
 
-/// Mounts the source root read-only (no journal replay) and checks every ext copy with
-/// the target's own e2fsck.
+/// Checks every ext copy with the target's own e2fsck, run from the source's root.
 fn fsck_copies(plan: &ConvertPlan) -> Result<String, String> {
-    let root_part = plan
-        .arrays
-        .iter()
-        .find(|a| a.role == ArrayRole::Root)
-        .ok_or("no root array in the plan")?;
-    let src_root = partition_path(disk_name(&plan.source.path), root_part.partition)?;
-    let mp = PathBuf::from(WORK).join("source-root");
-    sys::mount(&src_root, &mp, "ext4", true, "noload")
-        .map_err(|e| format!("mount {} read-only: {e}", src_root.display()))?;
-    let result = (|| {
-        let _binds = Binds::new(&mp)?;
+    with_source_root(plan, |root| {
         let mut checked = Vec::new();
         for a in plan
             .arrays
             .iter()
             .filter(|a| matches!(a.payload, Payload::Ext { .. }) && a.content_size_bytes > 0)
         {
-            chroot_ok(&mp, "e2fsck", &["-fn", &a.device])?;
+            chroot_ok(root, "e2fsck", &["-fn", &a.device])?;
             checked.push(a.device.clone());
         }
         Ok(format!("clean: {}", checked.join(", ")))
-    })();
-    let _ = sys::unmount_lazy(&mp);
-    result
-}
-
-/// /dev, /proc and /sys bound into a root for the target's tools; unbound on drop.
-struct Binds {
-    targets: Vec<PathBuf>,
-}
-
-impl Binds {
-    fn new(root: &Path) -> Result<Binds, String> {
-        let mut b = Binds {
-            targets: Vec::new(),
-        };
-        for d in ["dev", "proc", "sys"] {
-            let t = root.join(d);
-            sys::bind_mount(Path::new(&format!("/{d}")), &t).map_err(|e| e.to_string())?;
-            b.targets.push(t);
-        }
-        Ok(b)
-    }
-}
-
-impl Drop for Binds {
-    fn drop(&mut self) {
-        for t in self.targets.iter().rev() {
-            let _ = sys::unmount_lazy(t);
-        }
-    }
-}
-
-/// Mounts the new root (its array) read-write with the binds, runs `f`, unmounts.
-fn with_target_root(
-    plan: &ConvertPlan,
-    f: impl FnOnce(&Path) -> Result<String, String>,
-) -> Result<String, String> {
-    let root = plan
-        .arrays
-        .iter()
-        .find(|a| a.role == ArrayRole::Root)
-        .ok_or("no root array in the plan")?;
-    let mp = PathBuf::from(WORK).join("target");
-    sys::mount(Path::new(&root.device), &mp, "ext4", false, "")
-        .map_err(|e| format!("mount {}: {e}", root.device))?;
-    let r = (|| {
-        let _binds = Binds::new(&mp)?;
-        f(&mp)
-    })();
-    sys::sync();
-    let _ = sys::unmount_lazy(&mp);
-    r
-}
-
-fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
-    let (code, out) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
-    if code != 0 {
-        let tail: Vec<&str> = out
-            .lines()
-            .rev()
-            .take(15)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        return Err(format!(
-            "{program} {} exited with {code}: {}",
-            args.join(" "),
-            tail.join(" | ")
-        ));
-    }
-    Ok(())
-}
-
-/// Files the configuration step may rewrite (each only where present), for the plan.
-pub const TARGET_FILES: &[&str] = &[
-    "/etc/fstab",
-    "/boot/grub/grub.cfg",
-    "/etc/mdadm.conf (or /etc/mdadm/mdadm.conf)",
-    "/etc/dracut.conf.d/90-xenraid-mdraid.conf",
-    "/usr/lib/dracut/modules.d/91xenraid/{module-setup.sh,xenraid-md-degraded.sh}",
-    "/etc/xensource-inventory",
-    "/etc/firstboot.d/data/default-storage.conf",
-    "/etc/lvm/lvm.conf, /etc/lvm/master/lvm.conf",
-    "/var/lib/xcp/state.db",
-];
-
-/// The arrays as the target's configuration files name them.
-pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
-    use crate::target::{ArrayInfo, Role};
-    let arrays = plan
-        .arrays
-        .iter()
-        .map(|a| {
-            let (fs_uuid, fs_label) = match &a.payload {
-                Payload::Ext { label, uuid } | Payload::Swap { label, uuid } => {
-                    (uuid.clone(), label.clone())
-                }
-                _ => (None, None),
-            };
-            ArrayInfo {
-                role: match a.role {
-                    ArrayRole::Root => Role::Root,
-                    ArrayRole::Backup => Role::Backup,
-                    ArrayRole::Logs => Role::Logs,
-                    ArrayRole::Swap => Role::Swap,
-                    ArrayRole::Sr => Role::Sr,
-                },
-                device: format!("/dev/md/{}", a.name),
-                name: format!("{}:{}", a.homehost, a.name),
-                uuid: a.uuid.clone(),
-                metadata: a.metadata.clone(),
-                fs_uuid,
-                fs_label,
-            }
-        })
-        .collect();
-    crate::target::Conversion {
-        arrays,
-        label_suffix: plan.label_suffix.clone(),
-        sr_old_devices: Vec::new(),
-    }
-}
-
-/// Rewrites the target's files; returns them and the (kernel version, initrd) pairs the
-/// boot entries use, read from the target's own kernels (never `uname -r`).
-/// Files changed, and (kernel version, initrd) pairs to rebuild.
-type Configured = (Vec<String>, Vec<(String, String)>);
-
-fn configure_files(root: &Path, plan: &ConvertPlan) -> Result<Configured, String> {
-    let conv = conversion_of(plan);
-    let changed = crate::target::apply(root, &conv).map_err(|e| e.to_string())?;
-    let jobs = crate::target::kernels::initrd_jobs(root).map_err(|e| e.to_string())?;
-    if jobs.is_empty() {
-        return Err(
-            "no boot entry of the target names a kernel and an initrd: check its grub.cfg".into(),
-        );
-    }
-    Ok((
-        changed.into_iter().map(|c| c.path).collect(),
-        jobs.into_iter()
-            .map(|j| (j.kernel_version, j.initrd))
-            .collect(),
-    ))
-}
-
-/// Drivers a host-only initrd needs beyond what dracut detects: the controllers of both
-/// disks (dracut sees only the mirror under the root array now) and the portable set,
-/// each only if the target's kernel `kver` has it.
-fn portable_drivers(root: &Path, kver: &str, plan: &ConvertPlan) -> Vec<String> {
-    let dir = root.join("lib/modules").join(kver);
-    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap_or_default();
-    let known = dracut::module_names(&read("modules.dep"), &read("modules.builtin"));
-    let sys_block = Path::new("/sys/block");
-    let mut want: Vec<String> = [&plan.source.path, &plan.mirror.path]
-        .into_iter()
-        .flat_map(|p| crate::devices::driver_modules(sys_block, disk_name(p)))
-        .collect();
-    want.extend(
-        dracut::PORTABLE_STORAGE_DRIVERS
-            .iter()
-            .map(|s| s.to_string()),
-    );
-    let mut out = Vec::new();
-    for m in want {
-        if known.contains(&m.replace('-', "_")) && !out.contains(&m) {
-            out.push(m);
-        }
-    }
-    out
+    })
 }
 
 /// Waits for every array to be in sync; progress lines go to the kernel console.

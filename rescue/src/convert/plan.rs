@@ -2,6 +2,7 @@
 //! array per data partition, and what to copy. Pure: it only looks at what `inspect`
 //! and the format readers found, so every decision is testable without a disk.
 
+use super::bootchain::{BootChain, BootChainError};
 use crate::formats::gpt::{self, GptPartition, GptTable, Guid};
 use crate::formats::md::{self, MetadataVersion};
 use crate::inspect::Disk;
@@ -46,17 +47,6 @@ impl ArrayRole {
     /// `/dev/mdN` number in the rescue (fixed per role so a resumed job finds its arrays).
     pub fn md_index(self) -> u32 {
         self as u32
-    }
-
-    /// Root and backup hold /boot (or a copy of it): superblock at the end, data at
-    /// offset 0, so a bootloader that cannot read md still sees a plain filesystem on
-    /// either member. Logs, swap and the SR get 1.2: the superblock at the start means no
-    /// tool can mistake a raw member for the filesystem or, worse, for the LVM PV.
-    pub fn default_metadata(self) -> MetadataVersion {
-        match self {
-            ArrayRole::Root | ArrayRole::Backup => MetadataVersion::V1_0,
-            _ => MetadataVersion::V1_2,
-        }
     }
 }
 
@@ -179,6 +169,9 @@ pub struct ConvertPlan {
     pub room: String,
     pub bytes_to_copy: u64,
     pub label_suffix: String,
+    /// What boots the host, and so what each disk gets written to boot alone.
+    #[serde(default)]
+    pub boot_chain: BootChain,
     pub attach_source: bool,
     pub wait_resync: bool,
     /// Files the configuration step rewrites in the target (a copy of each is kept).
@@ -233,6 +226,8 @@ pub enum PlanError {
     Md(String, u32, String),
     #[error("partition {0} has role {1} but no content the conversion understands ({2}): check the source with rescue.action=inspect")]
     UnknownContent(u32, String, String),
+    #[error(transparent)]
+    BootChain(#[from] BootChainError),
 }
 
 const MIB_SECTORS: u64 = 2048;
@@ -296,6 +291,7 @@ pub fn plan(
             source.logical_sector_size,
         ));
     }
+    let chain = BootChain::of(source)?;
     let ss = u64::from(source.logical_sector_size);
     let lbas_per_mib = (1 << 20) / ss;
 
@@ -347,7 +343,7 @@ pub fn plan(
             .metadata
             .get(&role)
             .copied()
-            .unwrap_or(role.default_metadata());
+            .unwrap_or(chain.default_metadata(role));
         let content = Bytes(src_size * ss);
         let geo = member_size_for(version, content)
             .map_err(|e| PlanError::Md(version.to_string(), gp.number, e))?;
@@ -433,7 +429,7 @@ pub fn plan(
                 gp.type_guid.to_string()
             },
             name: gp.name.clone(),
-            attributes: gp.attributes,
+            attributes: chain.partition_attributes(ip.and_then(role_of), gp.attributes),
             array,
         });
         mirror_partition_guids.insert(gp.number, new_guid().to_string());
@@ -488,6 +484,7 @@ pub fn plan(
         room,
         bytes_to_copy,
         label_suffix: xs.label_suffix.clone(),
+        boot_chain: chain,
         attach_source: opts.attach_source,
         wait_resync: opts.wait_resync,
         files_to_change: Vec::new(),
@@ -547,6 +544,7 @@ impl ConvertPlan {
                 Bytes(self.mirror.size_bytes)
             ),
             format!("plan: {}", self.room),
+            format!("plan: boot chain: {}", self.boot_chain.describe()),
         ];
         for p in &self.partitions {
             l.push(format!(

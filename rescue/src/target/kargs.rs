@@ -25,7 +25,10 @@ pub(crate) fn boot_array_uuids(conv: &Conversion) -> Vec<&str> {
 /// Rewrites the dom0 kernel's arguments (without the kernel path itself).
 pub(crate) fn rewrite_args(args: &[&str], conv: &Conversion) -> Result<Vec<String>, TargetError> {
     let (_, fs_uuid) = conv.root()?;
-    let root_arg = format!("root=UUID={fs_uuid}");
+    let root_arg = match &conv.root_by_device {
+        Some(dev) => format!("root={dev}"),
+        None => format!("root=UUID={fs_uuid}"),
+    };
     let mut out = Vec::with_capacity(args.len() + 4);
     let mut root_done = false;
     for &arg in args {
@@ -82,5 +85,18 @@ mod tests {
         let out = rewrite_args(&["ro", "quiet"], &conv7()).unwrap();
         assert_eq!(out[0], "root=UUID=0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b");
         assert_eq!(out[1], "ro");
+    }
+
+    #[test]
+    fn an_autodetecting_initrd_gets_the_root_array_by_device() {
+        let mut conv = conv7();
+        conv.root_by_device = Some("/dev/md0".into());
+        let a: Vec<&str> = "root=LABEL=root-vgdorj ro quiet"
+            .split_whitespace()
+            .collect();
+        let out = rewrite_args(&a, &conv).unwrap();
+        assert_eq!(out[0], "root=/dev/md0");
+        assert!(out.iter().all(|x| !x.starts_with("root=UUID=")));
+        assert!(out.iter().any(|x| x.starts_with("rd.md.uuid=")));
     }
 }

@@ -96,6 +96,11 @@ pub struct Conversion {
     /// database; the firstboot storage config's old value is added by [`apply`] itself.
     #[serde(default)]
     pub sr_old_devices: Vec<String>,
+    /// `root=` names the root array's device instead of its filesystem UUID: for an
+    /// initrd (Red Hat's `mkinitrd`) whose blkid would also find that UUID on a raw 0.90 or
+    /// 1.0 member, and which starts the array as this device by autodetection.
+    #[serde(default)]
+    pub root_by_device: Option<String>,
 }
 
 impl Conversion {
@@ -292,6 +297,7 @@ pub(crate) mod testdata {
             ],
             label_suffix: "vgdorj".into(),
             sr_old_devices: vec![],
+            root_by_device: None,
         }
     }
 

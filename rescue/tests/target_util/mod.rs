@@ -70,6 +70,7 @@ pub fn conv7() -> Conversion {
         ],
         label_suffix: "vgdorj".into(),
         sr_old_devices: vec![],
+        root_by_device: None,
     }
 }
 
@@ -90,6 +91,7 @@ pub fn conv6() -> Conversion {
         ],
         label_suffix: "abcdefgh".into(),
         sr_old_devices: vec![],
+        root_by_device: None,
     }
 }
 

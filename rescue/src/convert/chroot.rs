@@ -1,0 +1,99 @@
+//! The target's own tools, run in a chroot of its root: the new root (the array) mounted
+//! read-write, or the source's root read-only, with /dev, /proc and /sys bound in.
+
+use super::plan::{ArrayRole, ConvertPlan};
+use super::WORK;
+use crate::sys;
+use std::path::{Path, PathBuf};
+
+/// /dev, /proc and /sys bound into a root for the target's tools; unbound on drop.
+pub(super) struct Binds {
+    targets: Vec<PathBuf>,
+}
+
+impl Binds {
+    pub(super) fn new(root: &Path) -> Result<Binds, String> {
+        let mut b = Binds {
+            targets: Vec::new(),
+        };
+        for d in ["dev", "proc", "sys"] {
+            let t = root.join(d);
+            sys::bind_mount(Path::new(&format!("/{d}")), &t).map_err(|e| e.to_string())?;
+            b.targets.push(t);
+        }
+        Ok(b)
+    }
+}
+
+impl Drop for Binds {
+    fn drop(&mut self) {
+        for t in self.targets.iter().rev() {
+            let _ = sys::unmount_lazy(t);
+        }
+    }
+}
+
+/// Mounts the new root (its array) read-write with the binds, runs `f`, unmounts.
+pub(super) fn with_target_root(
+    plan: &ConvertPlan,
+    f: impl FnOnce(&Path) -> Result<String, String>,
+) -> Result<String, String> {
+    let root = plan
+        .arrays
+        .iter()
+        .find(|a| a.role == ArrayRole::Root)
+        .ok_or("no root array in the plan")?;
+    let mp = PathBuf::from(WORK).join("target");
+    sys::mount(Path::new(&root.device), &mp, "ext4", false, "")
+        .map_err(|e| format!("mount {}: {e}", root.device))?;
+    let r = (|| {
+        let _binds = Binds::new(&mp)?;
+        f(&mp)
+    })();
+    sys::sync();
+    let _ = sys::unmount_lazy(&mp);
+    r
+}
+
+pub(super) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    let (code, out) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
+    if code != 0 {
+        let tail: Vec<&str> = out
+            .lines()
+            .rev()
+            .take(15)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(format!(
+            "{program} {} exited with {code}: {}",
+            args.join(" "),
+            tail.join(" | ")
+        ));
+    }
+    Ok(())
+}
+
+/// Mounts the source's root read-only without replaying its journal (nothing is written
+/// to the source), with the binds, runs `f`, unmounts.
+pub(super) fn with_source_root<T>(
+    plan: &ConvertPlan,
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let root = plan
+        .arrays
+        .iter()
+        .find(|a| a.role == ArrayRole::Root)
+        .ok_or("no root array in the plan")?;
+    let src_root = super::partition_path(super::disk_name(&plan.source.path), root.partition)?;
+    let mp = PathBuf::from(WORK).join("source-root");
+    sys::mount(&src_root, &mp, "ext4", true, "noload")
+        .map_err(|e| format!("mount {} read-only: {e}", src_root.display()))?;
+    let r = (|| {
+        let _binds = Binds::new(&mp)?;
+        f(&mp)
+    })();
+    let _ = sys::unmount_lazy(&mp);
+    r
+}
