@@ -178,6 +178,7 @@ pub fn run(
     let plan = preflight(args, source, mirror)?;
     // What the configure step will need from the host's own root, read now: a missing
     // tool or file refuses the job before anything is written.
+    ctx.require_modules(&["ext4"])?;
     with_source_root(&plan, |root| configure::check_target(root, &plan))?;
     for line in plan.human_lines() {
         ctx.say(&line);
