@@ -162,6 +162,9 @@ enum Boot {
     /// The mirror alone on another controller type than the conversion ran on (virtio
     /// after AHCI, AHCI after virtio): a disk moved to another slot or server.
     MirrorMoved,
+    /// Both disks again, each from the state left by the earlier stages (snapshots: a
+    /// boot beside a lone disk's boot of the same images).
+    BothAgain,
 }
 
 /// Where a conversion test runs: the fixture, and the bus its disks sit on while the
@@ -281,16 +284,34 @@ fn convert_setup(
             p
         });
     let mut synced = waited;
-    for stage in stages {
-        assert!(stage.iter().filter(|&&b| b == Boot::Both).count() <= 1);
+    for (n, stage) in stages.iter().enumerate() {
+        // Only a boot of both disks writes to the images: nothing else may read them then
+        // (the mirror-first boot has its own copy).
+        assert!(
+            !stage.contains(&Boot::Both)
+                || stage
+                    .iter()
+                    .all(|&b| matches!(b, Boot::Both | Boot::MirrorFirst)),
+            "stage {stage:?} reads the disks a both-disks boot writes"
+        );
+        let after = AfterConvert {
+            disks: &d,
+            mirror_after_convert: first.as_deref(),
+            convert_bus: bus,
+            synced,
+            scratch: &scratch,
+            plan: &plan,
+        };
+        let at = Stage {
+            n: n + 1,
+            of: stages.len(),
+        };
         std::thread::scope(|s| {
             let running: Vec<_> = stage
                 .iter()
                 .map(|&boot| {
-                    let (d, scratch, plan, first) = (&d, &scratch, &plan, &first);
-                    s.spawn(move || {
-                        boot_and_check(boot, d, first.as_deref(), bus, synced, scratch, plan)
-                    })
+                    let after = &after;
+                    s.spawn(move || boot_and_check(boot, at, after))
                 })
                 .collect();
             for r in running {
@@ -306,17 +327,36 @@ fn convert_setup(
     (scratch, d, plan)
 }
 
+/// Where a boot sits in the sequence (for its log directory and its `BOOT-TIME` line).
+#[derive(Clone, Copy, Debug)]
+struct Stage {
+    n: usize,
+    of: usize,
+}
+
+/// What the boots after a conversion share.
+struct AfterConvert<'a> {
+    disks: &'a Disks,
+    /// A copy of the mirror taken right after the conversion.
+    mirror_after_convert: Option<&'a Path>,
+    convert_bus: Bus,
+    /// The rescue waited for the resync, or an earlier stage booted both disks.
+    synced: bool,
+    scratch: &'a Scratch,
+    plan: &'a rescue::convert::plan::ConvertPlan,
+}
+
 /// One boot after the conversion, checked: the probe's status, the arrays as planned, and
 /// for a lone disk after a completed resync, nothing recovering.
-fn boot_and_check(
-    boot: Boot,
-    d: &Disks,
-    mirror_after_convert: Option<&Path>,
-    convert_bus: Bus,
-    synced: bool,
-    scratch: &Scratch,
-    plan: &rescue::convert::plan::ConvertPlan,
-) {
+fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
+    let AfterConvert {
+        disks: d,
+        mirror_after_convert,
+        convert_bus,
+        synced,
+        scratch,
+        plan,
+    } = *after;
     let (disks, what): (Vec<Disk>, &str) = match boot {
         Boot::MirrorFirst => (
             vec![Disk::new(
@@ -345,6 +385,17 @@ fn boot_and_check(
                 .snapshot()],
             "mirror alone",
         ),
+        Boot::BothAgain => (
+            vec![
+                Disk::new(&d.source, Bus::Ahci)
+                    .serial("XS-SOURCE")
+                    .snapshot(),
+                Disk::new(&d.mirror, Bus::Ahci)
+                    .serial("XS-MIRROR")
+                    .snapshot(),
+            ],
+            "both disks again",
+        ),
         Boot::MirrorMoved => (
             vec![Disk::new(
                 &d.mirror,
@@ -360,7 +411,9 @@ fn boot_and_check(
         ),
     };
     let started = std::time::Instant::now();
-    let st = boot_xen(disks, &scratch.dir.join(format!("{boot:?}")))
+    let what = format!("{what} (stage {} of {})", at.n, at.of);
+    let what = what.as_str();
+    let st = boot_xen(disks, &scratch.dir.join(format!("{}-{boot:?}", at.n)))
         .unwrap_or_else(|e| panic!("{what}: {e:#}"));
     eprintln!(
         "BOOT-TIME {what}: {} s to FIXTURE-STATUS",
@@ -369,7 +422,7 @@ fn boot_and_check(
     check_status(&st, what, boot == Boot::Both);
     check_mdadm(&st, plan, what);
     // Synced: the rescue waited for the resync, or an earlier stage booted both disks.
-    if synced && !matches!(boot, Boot::Both | Boot::MirrorFirst) {
+    if synced && !matches!(boot, Boot::Both | Boot::MirrorFirst | Boot::BothAgain) {
         // A lone disk shows [U_], but it must have been complete: nothing recovering.
         let md = st["md"].as_array().cloned().unwrap_or_default();
         assert!(
@@ -418,21 +471,25 @@ fn converts_xs7_without_sr_and_boots_from_either_disk() {
 /// A host as its installer leaves it (`xs7-real`: AHCI, whole module tree, host-only
 /// initrd, vendor entries with a quiet default), converted on AHCI. CI: the default entry
 /// from the mirror alone right after the conversion (the boot that waited for dracut's
-/// timeout and could land in the emergency shell). e2e: that boot beside both disks to
-/// [UU]; the source alone beside the mirror moved to a virtio controller; then four rounds
-/// of the mirror alone beside both disks. Every boot runs beside another VM, as in CI:
-/// seven degraded boots and five of both disks in all, each one's time printed.
+/// timeout and could land in the emergency shell). e2e: five stages of a degraded boot
+/// beside a both-disks boot, two VMs at once as in CI: the mirror alone right after the
+/// conversion beside both disks to [UU]; then the source alone, the mirror moved to a
+/// virtio controller, and the mirror alone twice, each beside both disks again. Five
+/// degraded and five both-disks boots, every one must come up (`BOOT-TIME` lines).
 #[test]
 fn converts_realistic_xs7_and_boots_degraded_unattended() {
     let stages: &[&[Boot]] = if full_matrix() {
         &[
             &[Boot::MirrorFirst, Boot::Both],
-            &[Boot::SourceAlone, Boot::MirrorMoved],
+            &[Boot::SourceAlone, Boot::BothAgain],
+            &[Boot::MirrorMoved, Boot::BothAgain],
+            &[Boot::MirrorAlone, Boot::BothAgain],
+            &[Boot::MirrorAlone, Boot::BothAgain],
         ]
     } else {
         &[&[Boot::MirrorFirst]]
     };
-    let (scratch, d, plan) = convert_setup(
+    convert_setup(
         &Setup {
             fixture: "xs7-real",
             convert_bus: Bus::Ahci,
@@ -440,73 +497,6 @@ fn converts_realistic_xs7_and_boots_degraded_unattended() {
         "",
         stages,
     );
-    if full_matrix() {
-        boots_in_a_row(&scratch, &d, &plan, 4);
-    }
-}
-
-/// `rounds` times, at the same time: the mirror alone (a dead source) and both disks, each
-/// from the synced state (snapshots), each the default entry with no key pressed. Two VMs
-/// at once, as in CI: every boot must come up; prints each one's time to dom0's status.
-fn boots_in_a_row(
-    scratch: &Scratch,
-    d: &Disks,
-    plan: &rescue::convert::plan::ConvertPlan,
-    rounds: usize,
-) {
-    let mut times = Vec::new();
-    for round in 1..=rounds {
-        let run = |tag: String, disks: Vec<Disk>, what: String| {
-            let lone = disks.len() == 1;
-            let started = std::time::Instant::now();
-            let st = boot_xen(disks, &scratch.dir.join(&tag))
-                .unwrap_or_else(|e| panic!("{what}: {e:#}"));
-            check_status(&st, &what, false);
-            check_mdadm(&st, plan, &what);
-            if lone {
-                // The mirror was complete: a lone member has nothing to recover. (A
-                // both-disks boot may resync: the harness kills each VM after its status.)
-                let md = st["md"].as_array().cloned().unwrap_or_default();
-                assert!(
-                    md.iter()
-                        .all(|a| a["sync"].as_str().unwrap_or("").is_empty()),
-                    "{what}: {md:?}"
-                );
-            }
-            (what, started.elapsed().as_secs())
-        };
-        let (degraded, both) = std::thread::scope(|s| {
-            let a = s.spawn(|| {
-                run(
-                    format!("row-degraded-{round}"),
-                    vec![Disk::new(&d.mirror, Bus::Ahci)
-                        .serial("XS-MIRROR")
-                        .snapshot()],
-                    format!("degraded boot {round}/{rounds} (mirror alone)"),
-                )
-            });
-            let b = s.spawn(|| {
-                run(
-                    format!("row-both-{round}"),
-                    vec![
-                        Disk::new(&d.source, Bus::Ahci)
-                            .serial("XS-SOURCE")
-                            .snapshot(),
-                        Disk::new(&d.mirror, Bus::Ahci)
-                            .serial("XS-MIRROR")
-                            .snapshot(),
-                    ],
-                    format!("both-disks boot {round}/{rounds}"),
-                )
-            });
-            (a.join().unwrap(), b.join().unwrap())
-        });
-        times.push(degraded);
-        times.push(both);
-    }
-    for (what, secs) in &times {
-        eprintln!("BOOT-TIME {what}: {secs} s to FIXTURE-STATUS");
-    }
 }
 
 /// Power cut (QEMU killed) in the middle of the data copy, and again right after the
