@@ -73,6 +73,21 @@ pub fn copy_image(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// probe's status JSON; the VM is killed once the line is read (dom0's power-off does
 /// not end QEMU under Xen).
 pub fn boot_xen(disks: Vec<Disk>, dir: &Path) -> anyhow::Result<Value> {
+    boot_xen_then(disks, dir, AfterStatus::Kill)
+}
+
+/// What a Xen boot does once the probe has reported.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterStatus {
+    /// Pull the plug: quickest, for disks nothing boots again (or snapshots).
+    Kill,
+    /// Let the probe power dom0 off, so arrays are stopped clean as on a real host
+    /// (killed, an array without a bitmap resyncs in full at its next boot). Killed
+    /// after two minutes if it has not.
+    PowerOff,
+}
+
+pub fn boot_xen_then(disks: Vec<Disk>, dir: &Path, after: AfterStatus) -> anyhow::Result<Value> {
     // No VGA: with a whole module tree dom0 loads bochs-drm, and under TCG its
     // framebuffer console (the default entry's last console= is tty0) drew for minutes,
     // stalling modprobe in soft lockups. The tests read the serial port only.
@@ -91,6 +106,9 @@ pub fn boot_xen(disks: Vec<Disk>, dir: &Path) -> anyhow::Result<Value> {
     let secs = vm.elapsed().as_secs_f64();
     eprintln!("FIXTURE-STATUS after {secs:.0} s");
     record_boot_time(dir, secs);
+    if after == AfterStatus::PowerOff && vm.wait_exit(Duration::from_secs(120)).is_err() {
+        eprintln!("dom0 did not power off within 120 s after its status: killed");
+    }
     vm.kill();
     Ok(status)
 }

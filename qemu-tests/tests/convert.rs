@@ -3,7 +3,7 @@
 //! the probe's `FIXTURE-STATUS`: `/`, `/var/log` and swap on md, every checksum ok.
 //! Also: dry run and preflight errors write nothing; a rerun says "already converted".
 
-use qemu_tests::fixture::{self, boot_xen, checksums_ok, copy_image};
+use qemu_tests::fixture::{self, boot_xen, boot_xen_then, checksums_ok, copy_image, AfterStatus};
 use qemu_tests::images::{self, run};
 use qemu_tests::vm::{Bus, Disk, VmBuilder};
 use qemu_tests::{full_matrix, RescueImage, Scratch};
@@ -413,7 +413,13 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
     let started = std::time::Instant::now();
     let what = format!("{what} (stage {} of {})", at.n, at.of);
     let what = what.as_str();
-    let st = boot_xen(disks, &scratch.dir.join(format!("{}-{boot:?}", at.n)))
+    // Later stages boot these disks again: stop them clean, as a host would be.
+    let then = if at.n < at.of && matches!(boot, Boot::Both) {
+        AfterStatus::PowerOff
+    } else {
+        AfterStatus::Kill
+    };
+    let st = boot_xen_then(disks, &scratch.dir.join(format!("{}-{boot:?}", at.n)), then)
         .unwrap_or_else(|e| panic!("{what}: {e:#}"));
     eprintln!(
         "BOOT-TIME {what}: {} s to FIXTURE-STATUS",
