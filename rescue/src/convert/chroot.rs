@@ -1,7 +1,7 @@
 //! The target's own tools, run in a chroot of its root: the new root (the array) mounted
 //! read-write, or the source's root read-only, with /dev, /proc and /sys bound in.
 
-use super::plan::{ArrayRole, ConvertPlan};
+use super::plan::{ArrayRole, ConvertPlan, PlannedArray};
 use super::WORK;
 use crate::sys;
 use std::path::{Path, PathBuf};
@@ -34,18 +34,44 @@ impl Drop for Binds {
 }
 
 /// Mounts the new root (its array) read-write with the binds, runs `f`, unmounts.
-pub(super) fn with_target_root(
+pub(super) fn with_target_root<T>(
     plan: &ConvertPlan,
-    f: impl FnOnce(&Path) -> Result<String, String>,
-) -> Result<String, String> {
-    let root = plan
-        .arrays
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let root = root_array(plan)?;
+    mounted(Path::new(&root.device), "target", false, "", f)
+}
+
+/// Mounts the source's root read-only without replaying its journal (nothing is written
+/// to the source), with the binds, runs `f`, unmounts.
+pub(super) fn with_source_root<T>(
+    plan: &ConvertPlan,
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let root = root_array(plan)?;
+    let part = super::partition_path(super::disk_name(&plan.source.path), root.partition)?;
+    mounted(&part, "source-root", true, "noload", f)
+}
+
+fn root_array(plan: &ConvertPlan) -> Result<&PlannedArray, String> {
+    plan.arrays
         .iter()
         .find(|a| a.role == ArrayRole::Root)
-        .ok_or("no root array in the plan")?;
-    let mp = PathBuf::from(WORK).join("target");
-    sys::mount(Path::new(&root.device), &mp, "ext4", false, "")
-        .map_err(|e| format!("mount {}: {e}", root.device))?;
+        .ok_or_else(|| "no root array in the plan".to_string())
+}
+
+fn mounted<T>(
+    dev: &Path,
+    dir: &str,
+    read_only: bool,
+    opts: &str,
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let mp = PathBuf::from(WORK).join(dir);
+    sys::mount(dev, &mp, "ext4", read_only, opts).map_err(|e| {
+        let how = if read_only { " read-only" } else { "" };
+        format!("mount {}{how}: {e}", dev.display())
+    })?;
     let r = (|| {
         let _binds = Binds::new(&mp)?;
         f(&mp)
@@ -73,27 +99,4 @@ pub(super) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(),
         ));
     }
     Ok(())
-}
-
-/// Mounts the source's root read-only without replaying its journal (nothing is written
-/// to the source), with the binds, runs `f`, unmounts.
-pub(super) fn with_source_root<T>(
-    plan: &ConvertPlan,
-    f: impl FnOnce(&Path) -> Result<T, String>,
-) -> Result<T, String> {
-    let root = plan
-        .arrays
-        .iter()
-        .find(|a| a.role == ArrayRole::Root)
-        .ok_or("no root array in the plan")?;
-    let src_root = super::partition_path(super::disk_name(&plan.source.path), root.partition)?;
-    let mp = PathBuf::from(WORK).join("source-root");
-    sys::mount(&src_root, &mp, "ext4", true, "noload")
-        .map_err(|e| format!("mount {} read-only: {e}", src_root.display()))?;
-    let r = (|| {
-        let _binds = Binds::new(&mp)?;
-        f(&mp)
-    })();
-    let _ = sys::unmount_lazy(&mp);
-    r
 }
