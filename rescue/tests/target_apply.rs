@@ -57,6 +57,7 @@ fn apply_7x_tree_then_again() {
             "/etc/mdadm.conf",
             "/usr/lib/dracut/modules.d/91xenraid/module-setup.sh",
             "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-degraded.sh",
+            "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-readwrite.sh",
             root_unit.as_str(),
             "/etc/dracut.conf.d/90-xenraid-mdraid.conf",
             "/etc/xensource-inventory",
@@ -75,7 +76,8 @@ fn apply_7x_tree_then_again() {
             "/etc/mdadm.conf"
             | "/etc/dracut.conf.d/90-xenraid-mdraid.conf"
             | "/usr/lib/dracut/modules.d/91xenraid/module-setup.sh"
-            | "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-degraded.sh" => {
+            | "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-degraded.sh"
+            | "/usr/lib/dracut/modules.d/91xenraid/xenraid-md-readwrite.sh" => {
                 assert_eq!(
                     c,
                     &ChangedFile {

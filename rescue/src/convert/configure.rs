@@ -26,7 +26,7 @@ pub fn target_files(chain: BootChain) -> Vec<String> {
         chain.config_file(),
         "/etc/mdadm.conf (or /etc/mdadm/mdadm.conf)",
         "/etc/dracut.conf.d/90-xenraid-mdraid.conf (where the target has dracut)",
-        "/usr/lib/dracut/modules.d/91xenraid/{module-setup.sh,xenraid-md-degraded.sh} (likewise)",
+        "/usr/lib/dracut/modules.d/91xenraid/{module-setup.sh,xenraid-md-degraded.sh,xenraid-md-readwrite.sh} (likewise)",
         "/etc/xensource-inventory",
         "/etc/firstboot.d/data/default-storage.conf",
         "/etc/lvm/lvm.conf, /etc/lvm/master/lvm.conf",

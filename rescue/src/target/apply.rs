@@ -6,7 +6,8 @@
 
 use super::dracut::{
     degraded_hook, device_timeout_dropin, device_unit_name, dracut_conf, module_setup,
-    DEGRADED_HOOK, DRACUT_CONF_PATH, MODULES_DIR, MODULE_NAME, MODULE_SETUP, UNIT_DROPINS,
+    readwrite_hook, DEGRADED_HOOK, DRACUT_CONF_PATH, MODULES_DIR, MODULE_NAME, MODULE_SETUP,
+    READWRITE_HOOK, UNIT_DROPINS,
 };
 use super::kernels::BOOT_CONFIGS;
 use super::mdadm::{mdadm_conf_path, render_mdadm_conf};
@@ -152,6 +153,7 @@ pub fn apply(root: &Path, conv: &Conversion) -> Result<Vec<ChangedFile>, TargetE
             std::fs::create_dir_all(&d).map_err(|e| TargetError::io(&d, e))?;
             w.create_or_update(&format!("{dir}/{MODULE_SETUP}"), |_| module_setup())?;
             w.create_or_update(&format!("{dir}/{DEGRADED_HOOK}"), |_| degraded_hook())?;
+            w.create_or_update(&format!("{dir}/{READWRITE_HOOK}"), |_| readwrite_hook())?;
             let units = host(root, &format!("{dir}/{UNIT_DROPINS}"));
             std::fs::create_dir_all(&units).map_err(|e| TargetError::io(&units, e))?;
             let (_, fs_uuid) = conv.root()?;

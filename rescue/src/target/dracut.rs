@@ -27,6 +27,7 @@ pub const MODULE_NAME: &str = "91xenraid";
 /// Its two files, relative to the module directory.
 pub const MODULE_SETUP: &str = "module-setup.sh";
 pub const DEGRADED_HOOK: &str = "xenraid-md-degraded.sh";
+pub const READWRITE_HOOK: &str = "xenraid-md-readwrite.sh";
 
 /// Directory (under our module) of static unit drop-ins the initrd gets, one file per
 /// device unit: `<unit name>.conf`.
@@ -103,6 +104,7 @@ depends() {{
 install() {{
     local f unit
     inst_hook initqueue/settled 90 "$moddir/{hook}"
+    inst_hook pre-pivot 50 "$moddir/{rw}"
     # Static timeouts for the devices the boot waits for (see the files' comments).
     for f in "$moddir"/{units}/*.conf; do
         [ -e "$f" ] || continue
@@ -113,8 +115,37 @@ install() {{
 }}
 "#,
         hook = DEGRADED_HOOK,
+        rw = READWRITE_HOOK,
         units = UNIT_DROPINS
     )
+}
+
+/// The `pre-pivot` hook: every array named by `rd.md.uuid=` that `mdadm -I` left
+/// `read-auto` is switched to read-write before the real root starts.
+///
+/// Why: incremental assembly starts arrays read-auto, and md resumes an interrupted
+/// recovery only once an array is written. The conversion attaches the source's members
+/// and the booted host finishes their recovery, but nothing ever writes the backup
+/// array (and swap only on a page-out): measured on the realistic fixture, backup and
+/// swap stayed `[U_]` with their recovery stopped at 0 and 5120 sectors, so the source
+/// alone could not have started them. Sourced by dracut: POSIX sh, no `exit`.
+pub fn readwrite_hook() -> String {
+    r#"#!/bin/sh
+# Written by xenraid: lets md finish the recovery of every converted array now (see the
+# xenraid module). An array mdadm -I started read-auto stays so until its first write,
+# and the backup array is never written, so its recovery would never run.
+for _xr_uuid in $(getargs rd.md.uuid -d rd_MD_UUID=); do
+    _xr_dev=$(readlink -f "/dev/disk/by-id/md-uuid-$_xr_uuid" 2> /dev/null)
+    _xr_state="/sys/class/block/${_xr_dev##*/}/md/array_state"
+    [ -n "$_xr_dev" ] && [ -e "$_xr_state" ] || continue
+    if [ "$(cat "$_xr_state")" = "read-auto" ]; then
+        info "xenraid: $_xr_dev read-write, so its recovery runs"
+        mdadm --readwrite "$_xr_dev" 2> /dev/null || echo active > "$_xr_state"
+    fi
+done
+unset _xr_uuid _xr_dev _xr_state
+"#
+    .to_string()
 }
 
 /// The initqueue `settled` hook. dracut sources it in its main loop after udev has
@@ -372,6 +403,7 @@ mod tests {
         for (name, text, shell) in [
             ("module-setup.sh", module_setup(), "bash"),
             ("hook", degraded_hook(), "sh"),
+            ("read-write hook", readwrite_hook(), "sh"),
         ] {
             let out = std::process::Command::new(shell)
                 .args(["-n", "-c", &text])
@@ -422,6 +454,13 @@ mod tests {
             )),
             "{out}"
         );
+        assert!(
+            out.contains(&format!(
+                "hook pre-pivot 50 {}/{READWRITE_HOOK}",
+                d.display()
+            )),
+            "{out}"
+        );
         std::fs::remove_dir_all(&d).unwrap();
     }
 
@@ -434,5 +473,62 @@ mod tests {
         );
         assert!(h.contains(&format!("_xr_after:-{DEGRADED_AFTER_SECS}")));
         assert!(h.contains("/sbin/mdraid_start"));
+    }
+
+    /// The read-write hook against a fake sysfs: a read-auto array named on the command
+    /// line is switched (here through the sysfs fallback, mdadm being absent), an active
+    /// one and an array not named are left alone.
+    #[test]
+    fn readwrite_hook_switches_only_named_read_auto_arrays() {
+        let d = std::env::temp_dir().join(format!("xr-rw-hook-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for (md, state) in [
+            ("md124", "read-auto"),
+            ("md127", "active"),
+            ("md5", "read-auto"),
+        ] {
+            std::fs::create_dir_all(d.join(format!("sys/{md}/md"))).unwrap();
+            std::fs::write(d.join(format!("sys/{md}/md/array_state")), state).unwrap();
+        }
+        std::fs::create_dir_all(d.join("byid")).unwrap();
+        for (uuid, md) in [("aa:bb:cc:dd", "md124"), ("11:22:33:44", "md127")] {
+            std::os::unix::fs::symlink(
+                format!("/dev/{md}"),
+                d.join(format!("byid/md-uuid-{uuid}")),
+            )
+            .unwrap();
+        }
+        // The hook with its two paths pointed into the fake tree; dracut's helpers stubbed.
+        let hook = readwrite_hook()
+            .replace("/dev/disk/by-id/", &format!("{}/byid/", d.display()))
+            .replace("/sys/class/block/", &format!("{}/sys/", d.display()));
+        let script = format!(
+            "getargs() {{ echo aa:bb:cc:dd 11:22:33:44; }}; info() {{ echo \"info $*\"; }}; \
+             mdadm() {{ return 1; }}; {hook}"
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let state = |md: &str| {
+            std::fs::read_to_string(d.join(format!("sys/{md}/md/array_state")))
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        assert_eq!(state("md124"), "active", "the named read-auto array");
+        assert_eq!(state("md127"), "active");
+        assert_eq!(
+            state("md5"),
+            "read-auto",
+            "an array not named is left alone"
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains("/dev/md124 read-write"));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }
