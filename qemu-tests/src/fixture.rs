@@ -12,6 +12,10 @@ pub const STATUS_MARKER: &str = "FIXTURE-STATUS";
 
 /// A GRUB → Xen → dom0 boot under TCG takes 140 to 350 s on an idle machine.
 pub const XEN_BOOT_TIMEOUT: Duration = Duration::from_secs(1200);
+/// What a boot of both disks may add to [`XEN_BOOT_TIMEOUT`]: its probe waits for md's
+/// recovery of every array (6 GiB of members on the realistic fixture, at the speed of
+/// emulated disks).
+pub const RESYNC_ALLOWANCE: Duration = Duration::from_secs(900);
 
 pub struct Fixture {
     pub image: PathBuf,
@@ -73,7 +77,7 @@ pub fn copy_image(from: &Path, to: &Path) -> anyhow::Result<()> {
 /// probe's status JSON; the VM is killed once the line is read (dom0's power-off does
 /// not end QEMU under Xen).
 pub fn boot_xen(disks: Vec<Disk>, dir: &Path) -> anyhow::Result<Value> {
-    boot_xen_then(disks, dir, AfterStatus::Kill)
+    boot_xen_then(disks, dir, Expect::Boot, AfterStatus::Kill)
 }
 
 /// What a Xen boot does once the probe has reported.
@@ -87,7 +91,21 @@ pub enum AfterStatus {
     PowerOff,
 }
 
-pub fn boot_xen_then(disks: Vec<Disk>, dir: &Path, after: AfterStatus) -> anyhow::Result<Value> {
+/// How long a Xen boot may take to report.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Expect {
+    /// The boot alone.
+    Boot,
+    /// The boot, then the probe waits for md to recover every array.
+    BootAndResync,
+}
+
+pub fn boot_xen_then(
+    disks: Vec<Disk>,
+    dir: &Path,
+    expect: Expect,
+    after: AfterStatus,
+) -> anyhow::Result<Value> {
     // No VGA: with a whole module tree dom0 loads bochs-drm, and under TCG its
     // framebuffer console (the default entry's last console= is tty0) drew for minutes,
     // stalling modprobe in soft lockups. The tests read the serial port only.
@@ -100,7 +118,11 @@ pub fn boot_xen_then(disks: Vec<Disk>, dir: &Path, after: AfterStatus) -> anyhow
         b = b.disk(if i == 0 { d.bootindex(0) } else { d });
     }
     let mut vm: Vm = b.spawn(dir)?;
-    let line = vm.wait_for_marker(STATUS_MARKER, XEN_BOOT_TIMEOUT)?;
+    let timeout = match expect {
+        Expect::Boot => XEN_BOOT_TIMEOUT,
+        Expect::BootAndResync => XEN_BOOT_TIMEOUT + RESYNC_ALLOWANCE,
+    };
+    let line = vm.wait_for_marker(STATUS_MARKER, timeout)?;
     let status: Value = serde_json::from_str(&line)
         .map_err(|e| vm.failure(&format!("FIXTURE-STATUS is not JSON ({e})")))?;
     let secs = vm.elapsed().as_secs_f64();

@@ -3,7 +3,9 @@
 //! the probe's `FIXTURE-STATUS`: `/`, `/var/log` and swap on md, every checksum ok.
 //! Also: dry run and preflight errors write nothing; a rerun says "already converted".
 
-use qemu_tests::fixture::{self, boot_xen, boot_xen_then, checksums_ok, copy_image, AfterStatus};
+use qemu_tests::fixture::{
+    self, boot_xen, boot_xen_then, checksums_ok, copy_image, AfterStatus, Expect,
+};
 use qemu_tests::images::{self, run};
 use qemu_tests::vm::{Bus, Disk, VmBuilder};
 use qemu_tests::{full_matrix, RescueImage, Scratch};
@@ -419,8 +421,18 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
     } else {
         AfterStatus::Kill
     };
-    let st = boot_xen_then(disks, &scratch.dir.join(format!("{}-{boot:?}", at.n)), then)
-        .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let expect = if boot == Boot::Both {
+        Expect::BootAndResync
+    } else {
+        Expect::Boot
+    };
+    let st = boot_xen_then(
+        disks,
+        &scratch.dir.join(format!("{}-{boot:?}", at.n)),
+        expect,
+        then,
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
     eprintln!(
         "BOOT-TIME {what}: {} s to FIXTURE-STATUS",
         started.elapsed().as_secs()
