@@ -144,19 +144,22 @@ impl InitrdTool {
     /// Dracut where the target has it (it assembles any metadata from mdadm.conf), else
     /// mkinitrd.
     pub fn find(root: &Path) -> Result<InitrdTool, BootChainError> {
-        let has = |name: &str| {
-            ["sbin", "usr/sbin", "usr/bin", "bin"]
-                .iter()
-                .any(|d| root.join(d).join(name).exists())
-        };
-        if has("dracut") {
+        if program_in_root(root, "dracut") {
             Ok(InitrdTool::Dracut)
-        } else if has("mkinitrd") {
+        } else if program_in_root(root, "mkinitrd") {
             Ok(InitrdTool::Mkinitrd)
         } else {
             Err(BootChainError::NoInitrdTool)
         }
     }
+}
+
+/// Whether the target has `name` in one of the directories its own tools are run from
+/// (`sys::run_in_chroot` looks in the same ones).
+pub fn program_in_root(root: &Path, name: &str) -> bool {
+    ["usr/sbin", "usr/bin", "sbin", "bin"]
+        .iter()
+        .any(|d| root.join(d).join(name).exists())
 }
 
 /// mkinitrd's arguments for one kernel: raid1 loaded before the root is looked for, the

@@ -1,7 +1,7 @@
 //! The target's own tools, run in a chroot of its root: the new root (the array) mounted
 //! read-write, or the source's root read-only, with /dev, /proc and /sys bound in.
 
-use super::plan::{ArrayRole, ConvertPlan, PlannedArray};
+use super::plan::ConvertPlan;
 use super::WORK;
 use crate::sys;
 use std::path::{Path, PathBuf};
@@ -38,7 +38,7 @@ pub(super) fn with_target_root<T>(
     plan: &ConvertPlan,
     f: impl FnOnce(&Path) -> Result<T, String>,
 ) -> Result<T, String> {
-    let root = root_array(plan)?;
+    let root = plan.root_array()?;
     mounted(Path::new(&root.device), "target", false, "", f)
 }
 
@@ -48,16 +48,9 @@ pub(super) fn with_source_root<T>(
     plan: &ConvertPlan,
     f: impl FnOnce(&Path) -> Result<T, String>,
 ) -> Result<T, String> {
-    let root = root_array(plan)?;
+    let root = plan.root_array()?;
     let part = super::partition_path(super::disk_name(&plan.source.path), root.partition)?;
     mounted(&part, "source-root", true, "noload", f)
-}
-
-fn root_array(plan: &ConvertPlan) -> Result<&PlannedArray, String> {
-    plan.arrays
-        .iter()
-        .find(|a| a.role == ArrayRole::Root)
-        .ok_or_else(|| "no root array in the plan".to_string())
 }
 
 fn mounted<T>(

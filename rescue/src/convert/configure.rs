@@ -4,7 +4,7 @@
 
 use super::bootchain::{self, BootChain, InitrdTool};
 use super::chroot::chroot_ok;
-use super::plan::{ArrayRole, ConvertPlan, Payload};
+use super::plan::{ArrayRole, ConvertPlan, Payload, PlannedArray};
 use super::{disk_name, kernel_log_line};
 use crate::formats::gpt;
 use crate::target::dracut;
@@ -144,30 +144,27 @@ pub(super) fn check_target(root: &Path, plan: &ConvertPlan) -> Result<(), String
     if InitrdTool::find(root).map_err(|e| e.to_string())? == InitrdTool::Mkinitrd {
         root_device_for_mkinitrd(plan)?;
     }
-    let in_root = |program: &str| {
-        ["usr/sbin", "usr/bin", "sbin", "bin"]
-            .iter()
-            .any(|d| root.join(d).join(program).exists())
-    };
     match chain {
         BootChain::GrubBios => {
-            if !in_root("grub-install") {
+            if !bootchain::program_in_root(root, "grub-install") {
                 return Err("the host has no grub-install in its root: it cannot be made to boot from the mirror; install its grub package first".into());
             }
         }
         BootChain::ExtlinuxBios => {
-            if !in_root("extlinux") {
+            if !bootchain::program_in_root(root, "extlinux") {
                 return Err("the host has no extlinux in its root: it cannot be made to boot from the mirror; install its syslinux package first".into());
             }
             bootchain::gptmbr_in(root).map_err(|e| e.to_string())?;
-            if plan
-                .arrays
-                .iter()
-                .any(|a| a.role == ArrayRole::Root && a.metadata == "1.2")
-            {
-                return Err("extlinux cannot boot a root array with md metadata 1.2 (the filesystem does not start at the member's start): use rescue.metadata=root:0.90 or root:1.0".into());
-            }
+            extlinux_can_read(plan.root_array()?)?;
         }
+    }
+    Ok(())
+}
+
+/// extlinux reads /boot from a raw member: the filesystem must start at the member's start.
+fn extlinux_can_read(root: &PlannedArray) -> Result<(), String> {
+    if root.metadata == "1.2" {
+        return Err("extlinux cannot boot a root array with md metadata 1.2 (the filesystem does not start at the member's start): use rescue.metadata=root:0.90 or root:1.0".into());
     }
     Ok(())
 }
@@ -175,11 +172,7 @@ pub(super) fn check_target(root: &Path, plan: &ConvertPlan) -> Result<(), String
 /// The root array as a mkinitrd initrd starts it: `raidautorun` assembles 0.90 members as
 /// `/dev/md<preferred minor>`; anything else it cannot start.
 fn root_device_for_mkinitrd(plan: &ConvertPlan) -> Result<String, String> {
-    let root = plan
-        .arrays
-        .iter()
-        .find(|a| a.role == ArrayRole::Root)
-        .ok_or("no root array in the plan")?;
+    let root = plan.root_array()?;
     if root.metadata != "0.90" {
         return Err(format!(
             "the target builds its initrd with mkinitrd, which starts only md 0.90 arrays, but the root array has metadata {}: run again with rescue.metadata=root:0.90",
@@ -249,14 +242,7 @@ pub(super) fn make_bootable(root: &Path, plan: &ConvertPlan, side: Side) -> Resu
                 // on every member (0.90/1.0 keep the filesystem at offset 0), and the
                 // source's member gets it with the resync. --raid: should a read fail,
                 // the boot sector goes on with the next BIOS disk instead of stopping.
-                let root_array = plan
-                    .arrays
-                    .iter()
-                    .find(|a| a.role == ArrayRole::Root)
-                    .ok_or("no root array in the plan")?;
-                if root_array.metadata == "1.2" {
-                    return Err("extlinux cannot boot a root array with md metadata 1.2 (the filesystem does not start at the member's start): use rescue.metadata=root:0.90 or root:1.0".into());
-                }
+                extlinux_can_read(plan.root_array()?)?;
                 chroot_ok(root, "extlinux", &["--raid", "--install", "/boot"])?;
                 done.push("extlinux in root's boot sector".to_string());
             }

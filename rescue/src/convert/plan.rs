@@ -493,6 +493,14 @@ pub fn plan(
 }
 
 impl ConvertPlan {
+    /// The root array: every plan has one (the plan is refused without a root).
+    pub fn root_array(&self) -> Result<&PlannedArray, String> {
+        self.arrays
+            .iter()
+            .find(|a| a.role == ArrayRole::Root)
+            .ok_or_else(|| "no root array in the plan".to_string())
+    }
+
     /// The GPT for one of the two disks (`source_side` picks the source's GUIDs).
     pub fn table(&self, source_side: bool) -> Result<GptTable, String> {
         let parse = |s: &str| Guid::parse(s).ok_or_else(|| format!("bad GUID {s} in the plan"));
