@@ -117,7 +117,8 @@ pub fn boot_xen_then(
         .machine("pc")
         .cpu("Haswell-noTSX", 1)
         .memory_mib(2048)
-        .vga("none");
+        .vga("none")
+        .bios_text_on_serial();
     for (i, d) in disks.into_iter().enumerate() {
         b = b.disk(if i == 0 { d.bootindex(0) } else { d });
     }

@@ -93,6 +93,7 @@ pub struct VmBuilder {
     extra: Vec<String>,
     no_reboot: bool,
     vga: &'static str,
+    bios_text_on_serial: bool,
 }
 
 /// `console=ttyS0` first would make /dev/console the VGA tty; serial last keeps the
@@ -112,6 +113,7 @@ impl VmBuilder {
             extra: Vec::new(),
             no_reboot: true,
             vga: "std",
+            bios_text_on_serial: false,
         }
     }
 
@@ -166,6 +168,13 @@ impl VmBuilder {
         self.extra.push(a.into());
         self
     }
+    /// SeaBIOS's serial console: what the BIOS and the boot code on the disk print through
+    /// it (`Booting from Hard Disk...`, gptmbr.bin's `Missing OS`) reaches the console
+    /// log, which a VM without VGA would otherwise never show.
+    pub fn bios_text_on_serial(mut self) -> VmBuilder {
+        self.bios_text_on_serial = true;
+        self
+    }
     /// Let a guest reboot instead of QEMU exiting on reboot.
     pub fn allow_reboot(mut self) -> VmBuilder {
         self.no_reboot = false;
@@ -197,6 +206,13 @@ impl VmBuilder {
         ];
         if self.no_reboot {
             a.push("-no-reboot".into());
+        }
+        if self.bios_text_on_serial {
+            a.push("-fw_cfg".into());
+            a.push(format!(
+                "name=etc/sercon-port,file={}",
+                log.with_file_name(SERCON_PORT_FILE).display()
+            ));
         }
         if let Firmware::Ovmf { code, vars } = &self.firmware {
             a.push("-drive".into());
@@ -276,6 +292,10 @@ impl VmBuilder {
         std::fs::create_dir_all(dir)?;
         let log = dir.join("console.log");
         std::fs::write(&log, b"")?;
+        if self.bios_text_on_serial {
+            // SeaBIOS reads the port as a little-endian integer: COM1.
+            std::fs::write(dir.join(SERCON_PORT_FILE), 0x3f8u16.to_le_bytes())?;
+        }
         let args = self.args(&log);
         let command_line = reproducer(&args);
         eprintln!("qemu: {command_line}");
@@ -306,6 +326,7 @@ impl Default for VmBuilder {
 }
 
 pub const QEMU: &str = "qemu-system-x86_64";
+const SERCON_PORT_FILE: &str = "sercon-port.bin";
 
 /// TCG unless a probe shows KVM can work (the CPU advertises vmx/svm and /dev/kvm opens).
 /// `XENRAID_ACCEL` overrides.

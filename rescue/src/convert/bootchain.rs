@@ -125,7 +125,7 @@ impl BootChain {
                 format!("grub-install --target=i386-pc {source}"),
             ],
             BootChain::ExtlinuxBios => vec![
-                "extlinux --install /boot (its boot sector lands in root's first sector on both members through the array)".into(),
+                "extlinux --raid --install /boot (its boot sector lands in root's first sector on both members through the array)".into(),
                 format!("gptmbr.bin from the target's syslinux into the MBR of {mirror}, then of {source}; legacy BIOS bootable on root only"),
             ],
         }

@@ -196,7 +196,18 @@ pub(super) fn build_initrds(
         InitrdTool::Dracut => "generic",
     };
     let mut done = Vec::new();
+    // Entries that share a kernel (6.x's `fallback` label: initrd-fallback.img) get a copy
+    // of the first build: the generator would produce the same image again, minutes later.
+    let mut built: Vec<(&str, &str)> = Vec::new();
     for (kver, initrd) in kernels {
+        if let Some((_, first)) = built.iter().find(|(k, _)| k == kver) {
+            copy_in_root(root, first, initrd)?;
+            kernel_log_line(&format!(
+                "convert: {initrd} is a copy of {first} (same kernel {kver})"
+            ));
+            done.push(format!("{initrd} (copy of {first})"));
+            continue;
+        }
         let (program, args) = match tool {
             InitrdTool::Dracut => {
                 let extra = portable_drivers(root, kver, plan);
@@ -220,8 +231,21 @@ pub(super) fn build_initrds(
             "{initrd} ({kver}, {mode}, {size} bytes, {:.0} s)",
             started.elapsed().as_secs_f64()
         ));
+        built.push((kver, initrd));
     }
     Ok(done.join(", "))
+}
+
+/// Copies `from` to `to` (both paths inside the target root) through a temporary name, so
+/// a power cut leaves the old initrd or the new one, never half of one.
+fn copy_in_root(root: &Path, from: &str, to: &str) -> Result<(), String> {
+    let src = root.join(from.trim_start_matches('/'));
+    let dst = root.join(to.trim_start_matches('/'));
+    let tmp = dst.with_extension("xenraid-tmp");
+    std::fs::copy(&src, &tmp)
+        .and_then(|_| File::open(&tmp)?.sync_all())
+        .and_then(|_| std::fs::rename(&tmp, &dst))
+        .map_err(|e| format!("copy the initrd {from} to {to} in the new root: {e}"))
 }
 
 /// Makes one disk boot alone with the host's boot chain.

@@ -18,16 +18,8 @@ pub(super) fn preflight(
     source: &Disk,
     mirror: &Disk,
 ) -> Result<ConvertPlan, String> {
-    let Some(xs) = source.xenserver.as_ref() else {
+    if source.xenserver.is_none() {
         return Err(plan::PlanError::NotXenServer(source.path.clone()).to_string());
-    };
-    // The extlinux chain is planned and written (see bootchain.rs) but not yet proven by
-    // a conversion and boots of the xs6 fixture: until then, refuse rather than guess.
-    if xs.layout == "6.x" {
-        return Err(format!(
-            "{} is a XenServer 6.x install: its conversion (extlinux chain) is not proven end to end in this release; convert it by hand with the 6.x guide, or use a release that lists 6.x as supported",
-            source.path
-        ));
     }
     let mut f = File::open(&source.path).map_err(|e| format!("open {}: {e}", source.path))?;
     let table = gpt::read(&mut f, Some(source.logical_sector_size))
