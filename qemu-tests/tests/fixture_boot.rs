@@ -187,14 +187,17 @@ fn xs7_boots_and_reports_healthy() {
     boot_fixture_and_check("xs7");
 }
 
-/// e2e only: the same boot chain as xs7 (CI keeps xs7's and xs6's).
+/// e2e only: the same boot chain as xs7 (CI keeps xs7's).
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn xs7_nosr_boots_and_reports_healthy() {
     boot_fixture_and_check("xs7-nosr");
 }
 
+/// e2e only: CI boots the extlinux chain after xs6's conversion (convert.rs), which
+/// needs this fixture healthy to pass at all.
 #[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn xs6_boots_and_reports_healthy() {
     boot_fixture_and_check("xs6");
 }
