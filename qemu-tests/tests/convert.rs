@@ -669,6 +669,23 @@ fn converts_xs6_and_boots_from_either_disk() {
     assert_eq!(root.metadata, "0.90", "{plan:#?}");
 }
 
+/// e2e only: the other metadata that keeps root's filesystem at the member's start (1.0,
+/// superblock at the end with a name and a bitmap area) boots the extlinux chain too:
+/// the mirror alone right after the conversion.
+#[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it"]
+fn converts_xs6_with_a_1_0_root_and_boots_the_mirror() {
+    let (_scratch, _disks, plan) = convert_setup(
+        &Setup {
+            fixture: "xs6",
+            convert_bus: Bus::Ahci,
+        },
+        "rescue.metadata=root:1.0",
+        &[&[Boot::MirrorFirst]],
+    );
+    assert_eq!(plan.root_array().unwrap().metadata, "1.0", "{plan:#?}");
+}
+
 /// The harness sees what the boot code on a disk prints: a disk with gptmbr.bin in its
 /// MBR and no legacy-BIOS-bootable partition stops at "Missing OS" (what a second disk
 /// without the attribute shows), so [`check_loader`] can catch it.
