@@ -150,6 +150,14 @@ unset _xr_uuid _xr_dev _xr_state
 
 /// The initqueue `settled` hook. dracut sources it in its main loop after udev has
 /// settled, every round: it must be quick, POSIX sh, and must not `exit`.
+///
+/// Once no new block device has appeared for the delay, before starting anything
+/// degraded, it replays what udev may have lost: `mdadm -I` for every member of a named
+/// array that sits in no array (its udev worker was killed: on a starved machine the
+/// workers running `mdadm -I` for all nine members of a both-disks boot passed udev's
+/// 180 s event timeout, were killed, and the boot waited for a root that nothing would
+/// assemble, then fell into the emergency shell), and a `change` event for a running
+/// named array whose `md-uuid-` link is missing (its own event killed the same way).
 pub fn degraded_hook() -> String {
     format!(
         r#"#!/bin/sh
@@ -157,6 +165,7 @@ pub fn degraded_hook() -> String {
 # member, once no new block device has appeared for {secs} s (rd.xenraid.degraded-after=
 # to change it): a disk that is dead or pulled must not hold the boot until dracut's
 # rd.retry timeout, which counts main-loop rounds and so grows with a slow machine.
+# First it redoes what a killed udev worker left undone (see the xenraid module).
 # mdraid_start (dracut's own) runs mdadm -R only on arrays that are still inactive.
 _xr_after=$(getarg rd.xenraid.degraded-after=)
 _xr_after=${{_xr_after:-{secs}}}
@@ -172,10 +181,37 @@ if [ "$_xr_count" != "$(cat /run/xenraid-md-count 2> /dev/null)" ]; then
 elif [ ! -e "/run/xenraid-md-started-$_xr_count" ] \
     && [ $((_xr_now - $(cat /run/xenraid-md-since))) -ge "$_xr_after" ]; then
     : > "/run/xenraid-md-started-$_xr_count"
+    # shellcheck disable=SC2046
+    _xr_uuids=" $(echo $(getargs rd.md.uuid -d rd_MD_UUID=)) "
+    # A member of a named array in no array: udev's mdadm -I for it never finished.
+    for _xr_dev in /sys/class/block/*; do
+        _xr_name=${{_xr_dev##*/}}
+        case "$_xr_name" in md* | loop* | ram* | sr* | zram* | dm-*) continue ;; esac
+        [ -z "$(ls -A "$_xr_dev/holders" 2> /dev/null)" ] || continue
+        # A whole disk with partitions is no member (its last partition's 0.90
+        # superblock, at the disk's end, would look like the disk's own).
+        if [ ! -e "$_xr_dev/partition" ] && ls -d "$_xr_dev/$_xr_name"?* > /dev/null 2>&1; then
+            continue
+        fi
+        _xr_uuid=$(mdadm --examine --export "/dev/$_xr_name" 2> /dev/null | sed -n 's/^MD_UUID=//p')
+        case "$_xr_uuids" in *" $_xr_uuid "*) ;; *) continue ;; esac
+        warn "xenraid: /dev/$_xr_name (md $_xr_uuid) is in no array: mdadm -I"
+        mdadm -I "/dev/$_xr_name" 2>&1 | vinfo
+    done
     warn "xenraid: no new disk for ${{_xr_after}} s: starting md arrays that still miss a member"
     /sbin/mdraid_start
+    # A running named array without its md-uuid link: its udev event never finished.
+    for _xr_dev in /sys/class/block/md*; do
+        _xr_name=${{_xr_dev##*/}}
+        [ -e "$_xr_dev/md/array_state" ] || continue
+        _xr_uuid=$(mdadm --detail --export "/dev/$_xr_name" 2> /dev/null | sed -n 's/^MD_UUID=//p')
+        [ -n "$_xr_uuid" ] && [ ! -L "/dev/disk/by-id/md-uuid-$_xr_uuid" ] || continue
+        case "$_xr_uuids" in *" $_xr_uuid "*) ;; *) continue ;; esac
+        warn "xenraid: /dev/$_xr_name (md $_xr_uuid) has no udev links: replaying its change event"
+        udevadm trigger --action=change --subsystem-match=block --sysname-match="$_xr_name"
+    done
 fi
-unset _xr_after _xr_now _xr_rest _xr_count _xr_dev
+unset _xr_after _xr_now _xr_rest _xr_count _xr_dev _xr_name _xr_uuid _xr_uuids
 "#,
         secs = DEGRADED_AFTER_SECS
     )
@@ -473,6 +509,94 @@ mod tests {
         );
         assert!(h.contains(&format!("_xr_after:-{DEGRADED_AFTER_SECS}")));
         assert!(h.contains("/sbin/mdraid_start"));
+    }
+
+    /// The degraded hook against a fake sysfs, once the delay has passed: `mdadm -I` for
+    /// the named array's member that sits in no array (a killed udev worker), not for one
+    /// already in an array, one of another array, or a whole disk with partitions; then
+    /// dracut's mdraid_start; then a change event for a running named array without its
+    /// md-uuid link, none for one that has it.
+    #[test]
+    fn degraded_hook_replays_what_killed_udev_workers_left_undone() {
+        let d = std::env::temp_dir().join(format!("xr-deg-hook-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        let mk = |p: &str| std::fs::create_dir_all(d.join(p)).unwrap();
+        // sda: a disk with partitions; sda1 in no array, sda2 held by md126, sda3 of an
+        // array not named on the command line.
+        for p in [
+            "sys/sda/sda1",
+            "sys/sda1/holders",
+            "sys/sda2/holders/md126",
+            "sys/sda3/holders",
+            "sys/md126/md",
+            "sys/md127/md",
+            "byid",
+            "run",
+        ] {
+            mk(p);
+        }
+        for part in ["sda1", "sda2", "sda3"] {
+            std::fs::write(d.join(format!("sys/{part}/partition")), "1").unwrap();
+        }
+        std::fs::write(d.join("sys/md126/md/array_state"), "active").unwrap();
+        std::fs::write(d.join("sys/md127/md/array_state"), "active").unwrap();
+        // md126 has its link, md127 (named) does not.
+        std::os::unix::fs::symlink("/dev/md126", d.join("byid/md-uuid-aa:aa:aa:aa")).unwrap();
+        let count = std::fs::read_dir(d.join("sys")).unwrap().count();
+        std::fs::write(d.join("run/xenraid-md-count"), format!("{count}\n")).unwrap();
+        std::fs::write(d.join("run/xenraid-md-since"), "0\n").unwrap();
+        let hook = degraded_hook()
+            .replace("/dev/disk/by-id/", &format!("{}/byid/", d.display()))
+            .replace("/sys/class/block/", &format!("{}/sys/", d.display()))
+            .replace("/run/", &format!("{}/run/", d.display()))
+            .replace("/sbin/mdraid_start", "mdraid_start");
+        // mdadm's answers by device: --examine for members, --detail for arrays.
+        let script = format!(
+            r#"getarg() {{ :; }}; getargs() {{ printf 'aa:aa:aa:aa\nbb:bb:bb:bb'; }}
+warn() {{ echo "warn $*"; }}; vinfo() {{ cat; }}
+mdraid_start() {{ echo "mdraid_start"; }}
+udevadm() {{ echo "udevadm $*"; }}
+mdadm() {{
+    case "$*" in
+        "--examine --export /dev/sda1") echo MD_UUID=bb:bb:bb:bb ;;
+        "--examine --export /dev/sda2") echo MD_UUID=aa:aa:aa:aa ;;
+        "--examine --export /dev/sda3") echo MD_UUID=cc:cc:cc:cc ;;
+        "--examine --export /dev/sda") echo MD_UUID=bb:bb:bb:bb ;;
+        "--detail --export /dev/md126") echo MD_UUID=aa:aa:aa:aa ;;
+        "--detail --export /dev/md127") echo MD_UUID=bb:bb:bb:bb ;;
+        -I*) echo "mdadm $*" ;;
+        *) return 1 ;;
+    esac
+}}
+{hook}"#
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let actions: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("warn ")).collect();
+        assert_eq!(
+            actions,
+            [
+                "mdadm -I /dev/sda1",
+                "mdraid_start",
+                "udevadm trigger --action=change --subsystem-match=block --sysname-match=md127",
+            ],
+            "{stdout}"
+        );
+        // Once per device count: the next round does nothing.
+        let again = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&again.stdout), "");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     /// The read-write hook against a fake sysfs: a read-auto array named on the command
