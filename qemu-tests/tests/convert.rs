@@ -426,17 +426,17 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
     } else {
         Expect::Boot
     };
-    let st = boot_xen_then(
-        disks,
-        &scratch.dir.join(format!("{}-{boot:?}", at.n)),
-        expect,
-        then,
-    )
-    .unwrap_or_else(|e| panic!("{what}: {e:#}"));
+    let dir = scratch.dir.join(format!("{}-{boot:?}", at.n));
+    let st = boot_xen_then(disks, &dir, expect, then).unwrap_or_else(|e| panic!("{what}: {e:#}"));
     eprintln!(
         "BOOT-TIME {what}: {} s to FIXTURE-STATUS",
         started.elapsed().as_secs()
     );
+    // The probe's own account of a mount or swap fstab names that is not active.
+    let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    for l in console.lines().filter(|l| l.starts_with("FIXTURE-DIAG ")) {
+        eprintln!("{what}: {l}");
+    }
     check_status(&st, what, boot == Boot::Both);
     check_mdadm(&st, plan, what);
     // Synced: the rescue waited for the resync, or an earlier stage booted both disks.
