@@ -489,6 +489,11 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
         "BOOT-TIME {what}: {} s to FIXTURE-STATUS",
         started.elapsed().as_secs()
     );
+    // The probe's own account of a mount or swap fstab names that is not active.
+    let console = std::fs::read_to_string(dir.join("console.log")).unwrap_or_default();
+    for l in console.lines().filter(|l| l.starts_with("FIXTURE-DIAG ")) {
+        eprintln!("{what}: {l}");
+    }
     check_status(&st, what, &d.host, plan.arrays.len(), boot == Boot::Both);
     check_mdadm(&st, plan, what);
     check_loader(&dir, &d.host, what);
