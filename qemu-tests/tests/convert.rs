@@ -618,13 +618,21 @@ fn power_cuts_resume_on(name: &str, bus: Bus) {
         "convert: source repartitioned",
         Duration::ZERO,
     );
+    // The disks on swapped ports: their kernel names swap too, as probe order can on
+    // a real host between two boots. The job finds them by identity, not by name.
     let disks = [
-        (d.source.as_path(), "XS-SOURCE"),
         (d.mirror.as_path(), "XS-MIRROR"),
+        (d.source.as_path(), "XS-SOURCE"),
     ];
     let r = rescue_boot_on(&scratch, "resume", &disks, bus, AUTO, CONVERT_TIMEOUT);
     assert!(r.ok, "resume failed: {:?}\n{:#?}", r.errors, r.convert);
     let conv = r.convert.as_ref().unwrap();
+    let resumed = conv.plan.as_ref().expect("the report carries the plan");
+    assert_eq!(
+        (resumed.mirror.name.as_str(), resumed.source.name.as_str()),
+        ("vda", "vdb"),
+        "the resumed job names this boot's disks"
+    );
     assert!(
         conv.started_from == "source-partitioned" || conv.started_from == "source-attached",
         "resumed from {}",

@@ -415,3 +415,39 @@ fn six_x_gets_the_extlinux_chain_aligned_layout_and_a_0_90_root() {
         );
     }
 }
+
+/// A resumed job finds its disks by identity; their kernel names may have swapped since
+/// (AHCI probe order). The plan then names this boot's devices, and says so.
+#[test]
+fn a_resumed_plan_takes_the_disks_names_of_this_boot() {
+    let dir = TempDir::new("plan-rebind");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, false);
+    let (_, mirror) = blank(&dir, "mirror.img", size);
+    let mut p = make_plan(&src, &mirror).unwrap();
+    let mut source_now = inspect_path(&src).unwrap();
+    let mut mirror_now = mirror.clone();
+    assert_eq!(
+        p.rebind_disks(&source_now, &mirror_now),
+        None,
+        "same names: no line"
+    );
+    source_now.name = "sdb".into();
+    source_now.path = "/dev/sdb".into();
+    mirror_now.name = "sda".into();
+    mirror_now.path = "/dev/sda".into();
+    let line = p
+        .rebind_disks(&source_now, &mirror_now)
+        .expect("a line for the console");
+    assert!(line.contains("source /dev/sdb (was "), "{line}");
+    assert!(line.contains("mirror /dev/sda (was "), "{line}");
+    assert_eq!(
+        (p.source.path.as_str(), p.source.name.as_str()),
+        ("/dev/sdb", "sdb")
+    );
+    assert_eq!(
+        (p.mirror.path.as_str(), p.mirror.name.as_str()),
+        ("/dev/sda", "sda")
+    );
+    assert_eq!(p.mirror.size_bytes, mirror.size_bytes);
+}

@@ -106,7 +106,7 @@ pub fn run(
         });
         source_here || !args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror))
     });
-    if let Some((mirror, j)) = journal {
+    if let Some((mirror, mut j)) = journal {
         let source = disks
             .iter()
             .find(|d| {
@@ -121,6 +121,10 @@ pub fn run(
             })?;
         check_selector(args.source.as_deref(), source, "rescue.source")?;
         check_selector(args.mirror.as_deref(), mirror, "rescue.mirror")?;
+        // Every later step opens the disks by the plan's paths: this boot's names.
+        if let Some(line) = j.plan.rebind_disks(source, mirror) {
+            ctx.say(&line);
+        }
         rep.plan = Some(j.plan.clone());
         if j.phase == Phase::Done {
             rep.already_converted = true;
