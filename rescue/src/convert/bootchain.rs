@@ -127,8 +127,18 @@ impl BootChain {
             BootChain::ExtlinuxBios => vec![
                 "extlinux --raid --install /boot (its boot sector lands in root's first sector on both members through the array)".into(),
                 format!("gptmbr.bin from the target's syslinux into the MBR of {mirror}, then of {source}; legacy BIOS bootable on root only"),
+                format!("then wait for the root array's recovery onto {source}: until then that disk does not boot"),
             ],
         }
+    }
+
+    /// Whether the source's disk boots only once its root member is in sync. extlinux's
+    /// boot sector and ldlinux.sys read `/boot` raw from the disk the BIOS booted: before
+    /// the recovery reaches them, the source's new root partition holds the old layout's
+    /// bytes (measured: "Boot error" from the source right after the conversion, both
+    /// disks attached). GRUB reads through its md driver from the in-sync member.
+    pub fn source_boots_after_root_sync(self) -> bool {
+        matches!(self, BootChain::ExtlinuxBios)
     }
 }
 
@@ -198,6 +208,16 @@ pub fn gptmbr_in(root: &Path) -> Result<(PathBuf, [u8; 440]), BootChainError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_extlinux_makes_the_source_wait_for_roots_recovery() {
+        assert!(BootChain::ExtlinuxBios.source_boots_after_root_sync());
+        assert!(!BootChain::GrubBios.source_boots_after_root_sync());
+        assert!(BootChain::ExtlinuxBios
+            .plan_lines("/dev/sdb", "/dev/sda")
+            .iter()
+            .any(|l| l.contains("wait for the root array's recovery onto /dev/sda")));
+    }
 
     #[test]
     fn six_x_root_is_the_only_legacy_bootable_partition() {

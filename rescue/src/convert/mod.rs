@@ -329,7 +329,11 @@ fn execute(ctx: &mut dyn Rescue, mut j: Journal, rep: &mut ConvertReport) -> Res
         })?;
     }
     if plan.wait_resync {
-        step(ctx, rep, "wait-resync", || wait_resync(&plan))?;
+        step(ctx, rep, "wait-resync", || wait_resync(&plan, |_| true))?;
+    } else if plan.attach_source && plan.boot_chain.source_boots_after_root_sync() {
+        step(ctx, rep, "wait-root-sync", || {
+            wait_resync(&plan, |a| a.role == ArrayRole::Root)
+        })?;
     }
     for a in &plan.arrays {
         let name = disk_name(&a.device).to_string();
@@ -583,13 +587,17 @@ fn fsck_copies(plan: &ConvertPlan) -> Result<String, String> {
     })
 }
 
-/// Waits for every array to be in sync; progress lines go to the kernel console.
-fn wait_resync(plan: &ConvertPlan) -> Result<String, String> {
+/// Waits for the arrays `which` picks to be in sync; progress lines go to the kernel
+/// console.
+fn wait_resync(
+    plan: &ConvertPlan,
+    which: impl Fn(&plan::PlannedArray) -> bool,
+) -> Result<String, String> {
     let start = Instant::now();
     let mut last = Instant::now();
     loop {
         let mut busy = Vec::new();
-        for a in &plan.arrays {
+        for a in plan.arrays.iter().filter(|a| which(a)) {
             let name = disk_name(&a.device);
             let s = sys::md::array_state(name).map_err(|e| e.to_string())?;
             if s.sync_action != "idle" || s.degraded > 0 {
@@ -601,10 +609,7 @@ fn wait_resync(plan: &ConvertPlan) -> Result<String, String> {
             }
         }
         if busy.is_empty() {
-            return Ok(format!(
-                "all arrays in sync after {} s",
-                start.elapsed().as_secs()
-            ));
+            return Ok(format!("in sync after {} s", start.elapsed().as_secs()));
         }
         if last.elapsed() >= Duration::from_secs(5) {
             last = Instant::now();
