@@ -559,9 +559,16 @@ fn power_cuts_resume() {
     assert!(r.ok, "resume failed: {:?}\n{:#?}", r.errors, r.convert);
     let conv = r.convert.as_ref().unwrap();
     let resumed = conv.plan.as_ref().expect("the report carries the plan");
+    let name_of = |serial: &str| {
+        r.disks
+            .iter()
+            .find(|d| d.serial.as_deref() == Some(serial))
+            .map(|d| d.name.clone())
+            .unwrap_or_default()
+    };
     assert_eq!(
-        (resumed.mirror.name.as_str(), resumed.source.name.as_str()),
-        ("vda", "vdb"),
+        (resumed.mirror.name.clone(), resumed.source.name.clone()),
+        (name_of("XS-MIRROR"), name_of("XS-SOURCE")),
         "the resumed job names this boot's disks"
     );
     assert!(
