@@ -79,26 +79,6 @@ impl DiskRef {
     }
 }
 
-impl ConvertPlan {
-    /// The job's disks under the names they have in this boot. A resumed job finds its
-    /// disks by the journal and GPT GUIDs; their kernel names come from probe order
-    /// (AHCI ports, NVMe controllers, a USB stick) and can swap between boots. Returns a
-    /// line for the console when a name changed.
-    pub fn rebind_disks(&mut self, source: &Disk, mirror: &Disk) -> Option<String> {
-        let line = (self.source.path != source.path || self.mirror.path != mirror.path).then(|| {
-            format!(
-                "convert: the disks have other names than when the job started: source {} (was {}), mirror {} (was {})",
-                source.path, self.source.path, mirror.path, self.mirror.path
-            )
-        });
-        for (r, d) in [(&mut self.source, source), (&mut self.mirror, mirror)] {
-            r.name = d.name.clone();
-            r.path = d.path.clone();
-        }
-        line
-    }
-}
-
 /// One partition of the new layout (both disks end up with it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlannedPartition {
@@ -513,6 +493,24 @@ pub fn plan(
 }
 
 impl ConvertPlan {
+    /// The job's disks under the names they have in this boot. A resumed job finds its
+    /// disks by the journal and GPT GUIDs; their kernel names come from probe order
+    /// (AHCI ports, NVMe controllers, a USB stick) and can swap between boots. Returns a
+    /// line for the console when a name changed.
+    pub fn rebind_disks(&mut self, source: &Disk, mirror: &Disk) -> Option<String> {
+        let line = (self.source.path != source.path || self.mirror.path != mirror.path).then(|| {
+            format!(
+                "convert: the disks have other names than when the job started: source {} (was {}), mirror {} (was {})",
+                source.path, self.source.path, mirror.path, self.mirror.path
+            )
+        });
+        for (r, d) in [(&mut self.source, source), (&mut self.mirror, mirror)] {
+            r.name = d.name.clone();
+            r.path = d.path.clone();
+        }
+        line
+    }
+
     /// The root array: every plan has one (the plan is refused without a root).
     pub fn root_array(&self) -> Result<&PlannedArray, String> {
         self.arrays

@@ -346,6 +346,14 @@ pub fn dracut_args(
 mod tests {
     use super::*;
 
+    /// Runs `script` with `shell -c` (the hooks are POSIX sh; module-setup.sh is bash).
+    fn run_sh(shell: &str, script: &str) -> std::process::Output {
+        std::process::Command::new(shell)
+            .args(["-c", script])
+            .output()
+            .unwrap()
+    }
+
     /// Checked against `systemd-escape --path --suffix=device` where it is installed.
     #[test]
     fn device_unit_names_are_escaped_like_systemd() {
@@ -472,10 +480,7 @@ mod tests {
              moddir={}; . \"$moddir/{MODULE_SETUP}\"; install",
             d.display()
         );
-        let out = std::process::Command::new("bash")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
+        let out = run_sh("bash", &script);
         let out = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.contains(&format!(
@@ -570,10 +575,7 @@ mdadm() {{
 }}
 {hook}"#
         );
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
+        let out = run_sh("sh", &script);
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
@@ -591,10 +593,7 @@ mdadm() {{
             "{stdout}"
         );
         // Once per device count: the next round does nothing.
-        let again = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
+        let again = run_sh("sh", &script);
         assert_eq!(String::from_utf8_lossy(&again.stdout), "");
         std::fs::remove_dir_all(&d).unwrap();
     }
@@ -630,10 +629,7 @@ mdadm() {{
             "getargs() {{ echo aa:bb:cc:dd 11:22:33:44; }}; info() {{ echo \"info $*\"; }}; \
              mdadm() {{ return 1; }}; {hook}"
         );
-        let out = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .output()
-            .unwrap();
+        let out = run_sh("sh", &script);
         assert!(
             out.status.success(),
             "{}",
