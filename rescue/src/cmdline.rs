@@ -35,6 +35,14 @@ pub struct Plan {
     /// convert: wait for the resync to finish before reporting (default no).
     #[serde(default)]
     pub wait_resync: bool,
+    /// convert: an internal write-intent bitmap on every array (default yes), so a
+    /// member that was briefly gone resyncs only what changed.
+    #[serde(default = "yes")]
+    pub bitmap: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Plan {
@@ -50,6 +58,7 @@ impl Default for Plan {
             metadata: Default::default(),
             attach_source: true,
             wait_resync: false,
+            bitmap: true,
         }
     }
 }
@@ -112,6 +121,7 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rescue.metadata",
     "rescue.attach-source",
     "rescue.wait-resync",
+    "rescue.bitmap",
 ];
 
 const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr"];
@@ -149,6 +159,7 @@ impl Plan {
             "rescue.dry-run" => self.dry_run = flag(value)?,
             "rescue.attach-source" => self.attach_source = flag(value)?,
             "rescue.wait-resync" => self.wait_resync = flag(value)?,
+            "rescue.bitmap" => self.bitmap = flag(value)?,
             "rescue.metadata" => self.metadata = metadata_map(required(value)?)?,
             _ => {
                 return Err(format!(
@@ -340,7 +351,7 @@ mod tests {
     #[test]
     fn snapshot_of_a_full_command_line() {
         let c = parse(
-            r#"console=tty0 console=ttyS0,115200 rescue.action=convert rescue.then=reboot rescue.quiet panic=-1 rescue.source=serial:S1 rescue.mirror=/dev/sdb rescue.dry-run rescue.metadata=1.2,root:1.0 rescue.wait-resync=yes"#,
+            r#"console=tty0 console=ttyS0,115200 rescue.action=convert rescue.then=reboot rescue.quiet panic=-1 rescue.source=serial:S1 rescue.mirror=/dev/sdb rescue.dry-run rescue.metadata=1.2,root:1.0 rescue.wait-resync=yes rescue.bitmap=no"#,
         );
         insta::assert_json_snapshot!(c, @r#"
         {
@@ -360,7 +371,8 @@ mod tests {
               "swap": "1.2"
             },
             "attach_source": true,
-            "wait_resync": true
+            "wait_resync": true,
+            "bitmap": false
           },
           "errors": [],
           "consoles": [
@@ -382,7 +394,7 @@ mod tests {
           },
           {
             "arg": "rescue.acton=inspect",
-            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync"
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap"
           },
           {
             "arg": "rescue.action",
@@ -408,7 +420,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync",
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap",
                 "rescue.conf line 6: rescue then: expected `key = value`",
             ]
         );
@@ -434,6 +446,23 @@ mod tests {
         );
         assert_eq!(c.plan.source, None);
         assert!(c.plan.attach_source, "a bad value leaves the default");
+    }
+
+    #[test]
+    fn bitmap_is_on_unless_turned_off() {
+        assert!(parse("").plan.bitmap);
+        assert!(!parse("rescue.bitmap=no").plan.bitmap);
+        assert!(parse("rescue.bitmap=no rescue.bitmap").plan.bitmap);
+        let c = parse("rescue.bitmap=internal");
+        assert_eq!(
+            c.errors[0].message,
+            "unknown value \"internal\": use yes or no"
+        );
+        assert!(c.plan.bitmap, "a bad value leaves the default");
+        // A plan serialized before the key existed reads back with the default.
+        let mut v = serde_json::to_value(Plan::default()).unwrap();
+        v.as_object_mut().unwrap().remove("bitmap");
+        assert!(serde_json::from_value::<Plan>(v).unwrap().bitmap);
     }
 
     #[test]

@@ -442,7 +442,9 @@ pub fn write_superblock(
     )?;
     let member = Sectors(size / 512);
     let v = version_of(a);
-    let geo = md::geometry(v, member, false).map_err(|e| e.to_string())?;
+    // The plan sized each member with its bitmap's room; the source's member takes the
+    // same layout, so both sides carry the bitmap.
+    let geo = md::geometry(v, member, a.bitmap).map_err(|e| e.to_string())?;
     let uuid = md::parse_uuid(&a.uuid).ok_or("bad array UUID in the plan")?;
     let now = sys::unix_time();
     // Both members carry the array's creation time; see `PlannedArray::ctime`.
