@@ -209,7 +209,7 @@ fn boot_and_run(s: &mut Session) {
     s.report.action = s.plan.action.as_str().to_string();
 
     match s.plan.action {
-        cmdline::Action::Inspect => s.report.disks = disks,
+        cmdline::Action::Inspect => s.report.set_disks(disks),
         cmdline::Action::Convert => {
             // The stick carries the rescue itself: never a source or a mirror.
             let stick_dev = s.stick.as_ref().map(|m| m.device.display().to_string());
@@ -222,7 +222,7 @@ fn boot_and_run(s: &mut Session) {
                 })
                 .cloned()
                 .collect();
-            s.report.disks = disks;
+            s.report.set_disks(disks);
             if !s.report.errors.is_empty() {
                 s.report.errors.push(
                     "convert not started because of the errors above: nothing was written".into(),

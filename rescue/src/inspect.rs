@@ -31,6 +31,9 @@ pub struct Disk {
     /// at the disk's end outside every partition (XCP-ng's whole-disk RAID, the table
     /// lives inside the array).
     pub whole_disk: Option<Content>,
+    /// For a whole-disk md member: its superblock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_disk_md: Option<MdMemberState>,
     /// True when no partition table and no known signature was found at either end.
     pub blank: bool,
     /// Set when the disk looks like a XenServer install.
@@ -66,6 +69,86 @@ pub struct Partition {
     /// readable in place because md RAID1 does not transform data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner: Option<Content>,
+    /// For an md member: its superblock as `mdadm --examine` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md: Option<MdMemberState>,
+}
+
+/// An md member's superblock: what `mdadm --examine` shows of it, and what
+/// [`crate::arrays`] needs to tell in-sync, stale and missing members apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdMemberState {
+    /// `raid1`, `raid0`, `raid5`, ... (`mdadm --examine`'s "Raid Level").
+    pub level: String,
+    pub raid_disks: u32,
+    pub events: u64,
+    /// This member's device number (the index into the superblock's role table).
+    pub dev_number: u32,
+    /// `active 0`, `spare`, `faulty` ("Device Role").
+    pub role: String,
+    /// The slots this superblock believes active ("Array State": `AA`, `A.`).
+    pub array_state: String,
+    /// Active slots by device number, as this superblock recorded them (`None`: no
+    /// active device with that number).
+    pub active_slots: Vec<Option<u32>>,
+    /// Clean at the last write (no resync needed).
+    pub clean: bool,
+    /// An internal write-intent bitmap.
+    pub bitmap: bool,
+    /// The superblock's update time, Unix seconds.
+    pub utime: u64,
+    /// Why the full superblock could not be read, when only its magic was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl MdMemberState {
+    fn of(sb: &md::Superblock) -> Self {
+        use md::Role;
+        let role = match sb.role {
+            Role::Active(slot) => format!("active {slot}"),
+            Role::Spare => "spare".into(),
+            Role::Faulty => "faulty".into(),
+            Role::Journal => "journal".into(),
+        };
+        MdMemberState {
+            level: match sb.level {
+                -4 => "multipath".into(),
+                -1 => "linear".into(),
+                n => format!("raid{n}"),
+            },
+            raid_disks: sb.raid_disks,
+            events: sb.events,
+            dev_number: sb.dev_number,
+            role,
+            array_state: sb.array_state(),
+            active_slots: sb
+                .roles
+                .iter()
+                .map(|r| match r {
+                    Some(Role::Active(s)) => Some(u32::from(*s)),
+                    _ => None,
+                })
+                .collect(),
+            clean: sb.clean,
+            bitmap: sb.bitmap.is_some(),
+            utime: sb.utime,
+            problem: None,
+        }
+    }
+
+    /// The superblock's full read failed: its magic is there, its fields are not usable.
+    fn unreadable(e: &md::MdError) -> Self {
+        MdMemberState {
+            problem: Some(e.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// The member's slot when it is active.
+    pub fn slot(&self) -> Option<u32> {
+        self.role.strip_prefix("active ")?.parse().ok()
+    }
 }
 
 /// What a signature scan found at the start (or end) of a block range.
@@ -237,7 +320,13 @@ pub fn inspect<R: Read + Seek>(
         let start = Lba(p.start_lba).bytes(ss);
         ranges.push((start.0, p.size_bytes));
         p.content = identify::probe(r, start, Bytes(p.size_bytes)).map_err(io_err(path))?;
-        if let Some(Content::MdMember { data_offset, .. }) = &p.content {
+        if let Some(Content::MdMember {
+            data_offset,
+            metadata,
+            ..
+        }) = &p.content
+        {
+            p.md = Some(member_state(r, start, Bytes(p.size_bytes), metadata));
             if *data_offset < p.size_bytes {
                 let inner_size = Bytes(p.size_bytes - data_offset);
                 p.inner = identify::probe_plain(r, Bytes(start.0 + data_offset), inner_size)
@@ -248,6 +337,9 @@ pub fn inspect<R: Read + Seek>(
     }
     if disk.table.is_none() {
         disk.whole_disk = at_zero;
+        if let Some(Content::MdMember { metadata, .. }) = &disk.whole_disk {
+            disk.whole_disk_md = Some(member_state(r, Bytes(0), size, metadata));
+        }
     } else if let Some((offset, c)) =
         identify::md_at_end(r, Bytes(0), size).map_err(io_err(path))?
     {
@@ -257,6 +349,9 @@ pub fn inspect<R: Read + Seek>(
             .iter()
             .any(|(s, l)| offset.0 >= *s && offset.0 < s + l)
         {
+            if let Content::MdMember { metadata, .. } = &c {
+                disk.whole_disk_md = Some(member_state(r, Bytes(0), size, metadata));
+            }
             disk.whole_disk = Some(c);
         }
     }
@@ -270,6 +365,26 @@ pub fn inspect<R: Read + Seek>(
     }
     disk.xenserver = recognize_xenserver(&mut disk.partitions);
     Ok(disk)
+}
+
+/// The full superblock of a member found by its magic; a damaged one says why.
+fn member_state<R: Read + Seek>(
+    r: &mut R,
+    start: Bytes,
+    size: Bytes,
+    metadata: &str,
+) -> MdMemberState {
+    let Ok(version) = metadata.parse::<md::MetadataVersion>() else {
+        return MdMemberState {
+            problem: Some(format!("unknown metadata version {metadata}")),
+            ..Default::default()
+        };
+    };
+    let mut range = crate::formats::Window::new(&mut *r, start.0, size.0);
+    match md::read_version(&mut range, size.sectors_floor(), version) {
+        Ok(sb) => MdMemberState::of(&sb),
+        Err(e) => MdMemberState::unreadable(&e),
+    }
 }
 
 /// blkid's TYPE, LABEL and UUID for a content.

@@ -5,6 +5,7 @@
 //! `Read + Seek` / `Write + Seek`); `sys` is the only module that issues syscalls beyond
 //! plain file I/O; `inspect`, `copier` and `init` orchestrate.
 
+pub mod arrays;
 pub mod clone;
 pub mod cmdline;
 pub mod convert;

@@ -31,12 +31,21 @@ pub struct Report {
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,
+    /// Every md array the disks hold members of, per array in sync, stale and missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrays: Vec<crate::arrays::ArrayView>,
     /// What `rescue.action=convert` planned and did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert: Option<crate::convert::ConvertReport>,
 }
 
 impl Report {
+    /// The disks found, and the md arrays their members make up.
+    pub fn set_disks(&mut self, disks: Vec<Disk>) {
+        self.arrays = crate::arrays::arrays(&disks);
+        self.disks = disks;
+    }
+
     /// The machine line: the marker and the JSON on one line.
     pub fn machine_line(&self) -> String {
         // Serializing these plain types cannot fail; keep a valid line regardless.
@@ -64,6 +73,9 @@ impl Report {
         }
         for d in &self.disks {
             lines.extend(disk_lines(d));
+        }
+        for a in &self.arrays {
+            lines.push(format!("  {}", crate::arrays::human_line(a)));
         }
         lines
     }
