@@ -496,6 +496,7 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
     }
     check_status(&st, what, &d.host, plan.arrays.len(), boot == Boot::Both);
     check_mdadm(&st, plan, what);
+    check_bitmaps(&st, plan, what);
     check_loader(&dir, &d.host, what);
     // Synced: the rescue waited for the resync, or an earlier stage booted both disks.
     if synced && !matches!(boot, Boot::Both | Boot::MirrorFirst | Boot::BothAgain) {
@@ -529,14 +530,15 @@ fn converts_xs7_and_boots_from_either_disk() {
     }
 }
 
-/// e2e only (CI does not build this fixture): a layout without local SR, the rescue
-/// waits for the resync, then each disk alone and both.
+/// e2e only (CI does not build this fixture): a layout without local SR, without
+/// bitmaps (`rescue.bitmap=no`: no array shows one), the rescue waits for the resync,
+/// then each disk alone and both.
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn converts_xs7_without_sr_and_boots_from_either_disk() {
     convert_fixture(
         "xs7-nosr",
-        "rescue.wait-resync=yes",
+        "rescue.wait-resync=yes rescue.bitmap=no",
         &[&[Boot::SourceAlone, Boot::MirrorAlone], &[Boot::Both]],
     );
 }
@@ -658,6 +660,7 @@ fn power_cuts_resume_on(name: &str, bus: Bus) {
     let what = "after the power cuts";
     check_status(&st, what, &d.host, plan.arrays.len(), true);
     check_mdadm(&st, plan, what);
+    check_bitmaps(&st, plan, what);
     check_loader(&dir, &d.host, what);
 }
 
@@ -808,4 +811,210 @@ fn preflight_errors_write_nothing() {
         );
         assert_eq!(before, hashes(&paths), "{tag}: a disk changed");
     }
+}
+
+/// Every array of a booted host carries a write-intent bitmap (`/proc/mdstat`'s
+/// `bitmap:` line), or none does, as the plan says.
+fn check_bitmaps(status: &Value, plan: &rescue::convert::plan::ConvertPlan, what: &str) {
+    let md = status["md"].as_array().cloned().unwrap_or_default();
+    for a in &md {
+        let has = !a["bitmap"].as_str().unwrap_or("").is_empty();
+        let want = plan.arrays.iter().all(|p| p.bitmap);
+        assert_eq!(has, want, "{what}: bitmap of {a} (plan: bitmap {want})");
+    }
+}
+
+const REPLACE: &str = "rescue.action=replace rescue.survivor=auto rescue.new=auto";
+
+/// The day a disk dies, on a host converted and in sync: the mirror runs the host alone
+/// (and writes); then, from that state, both futures at once (two VMs):
+/// - a blank disk in the dead one's place: `replace` rebuilds it, and **the new disk
+///   alone** boots with every checksum and the degraded boot's own write;
+/// - the dead disk comes back: `replace` re-adds it and the bitmap limits the recovery
+///   (sectors written to it against the array's size); then both disks boot `[UU]`.
+///
+/// Before that, refusals with every disk unchanged: nothing degraded (both in sync), a new
+/// disk too small.
+#[test]
+fn replaces_a_dead_disk_and_re_adds_a_returning_one() {
+    let scratch = Scratch::new("replace-xs7").unwrap();
+    let d = prepare("xs7", &scratch);
+    let size = std::fs::metadata(&d.source).unwrap().len();
+    let report = rescue_boot(
+        &scratch,
+        "convert",
+        &[(&d.source, "XS-SOURCE"), (&d.mirror, "XS-MIRROR")],
+        &format!("{AUTO} rescue.wait-resync=yes"),
+        CONVERT_TIMEOUT,
+    );
+    assert!(report.ok, "convert: {:?}", report.errors);
+    let plan = report.convert.unwrap().plan.unwrap();
+    assert!(plan.arrays.iter().all(|a| a.bitmap), "bitmaps by default");
+
+    let small = scratch.path("small.img");
+    images::blank_disk(&small, size / 4).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let before = hashes(&[&d.source, &d.mirror]);
+            let r = rescue_boot(
+                &scratch,
+                "refuse-in-sync",
+                &[(&d.source, "XS-SOURCE"), (&d.mirror, "XS-MIRROR")],
+                REPLACE,
+                CONVERT_TIMEOUT,
+            );
+            assert!(!r.ok);
+            assert!(
+                r.errors.iter().any(|e| e.contains("nothing to replace")),
+                "{:?}",
+                r.errors
+            );
+            assert_eq!(before, hashes(&[&d.source, &d.mirror]), "a refusal wrote");
+        });
+        s.spawn(|| {
+            // The mirror's copy: the refusal beside reads the real one.
+            let m = scratch.path("mirror-for-small.img");
+            copy_image(&d.mirror, &m).unwrap();
+            let before = hashes(&[&m, &small]);
+            let r = rescue_boot(
+                &scratch,
+                "refuse-small",
+                &[(&m, "XS-MIRROR"), (&small, "XS-SMALL")],
+                &format!("{REPLACE} rescue.new=serial:XS-SMALL"),
+                CONVERT_TIMEOUT,
+            );
+            assert!(!r.ok);
+            assert!(
+                r.errors.iter().any(|e| e.contains("smaller than")),
+                "{:?}",
+                r.errors
+            );
+            assert_eq!(before, hashes(&[&m, &small]), "a refusal wrote");
+        });
+    });
+
+    // The source died: the mirror runs the host alone, powered off clean.
+    let st = boot_xen_then(
+        vec![Disk::new(&d.mirror, Bus::Ahci).serial("XS-MIRROR")],
+        &scratch.dir.join("mirror-alone"),
+        Expect::Boot,
+        AfterStatus::PowerOff,
+    )
+    .unwrap_or_else(|e| panic!("mirror alone: {e:#}"));
+    check_status(&st, "mirror alone", &d.host, plan.arrays.len(), false);
+    check_bitmaps(&st, &plan, "mirror alone");
+    let degraded_write = st["boots"]
+        .as_array()
+        .and_then(|b| b.last())
+        .and_then(Value::as_str)
+        .expect("the probe's boot line")
+        .to_string();
+
+    let survivor_b = scratch.path("mirror-b.img");
+    copy_image(&d.mirror, &survivor_b).unwrap();
+    let new = scratch.path("new.img");
+    images::blank_disk(&new, size).unwrap();
+    let sees_degraded_write = |st: &Value, what: &str| {
+        let boots = st["boots"].as_array().cloned().unwrap_or_default();
+        assert!(
+            boots
+                .iter()
+                .any(|b| b.as_str() == Some(degraded_write.as_str())),
+            "{what}: the degraded boot's write {degraded_write:?} is missing: {boots:?}"
+        );
+    };
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let r = rescue_boot(
+                &scratch,
+                "replace-new",
+                &[(&d.mirror, "XS-MIRROR"), (&new, "XS-NEW")],
+                &format!("{REPLACE} rescue.wait-resync=yes"),
+                CONVERT_TIMEOUT,
+            );
+            assert!(
+                r.ok,
+                "replace onto a blank disk: {:?}\n{:#?}",
+                r.errors, r.replace
+            );
+            let rep = r.replace.unwrap();
+            let p = rep.plan.as_ref().unwrap();
+            assert_eq!(p.mode, rescue::replace::plan::Mode::Rebuild);
+            assert_eq!(rep.arrays.len(), plan.arrays.len(), "{rep:#?}");
+            for a in &rep.arrays {
+                assert_eq!(a.how, "add", "{a:?}");
+                assert!(a.state.contains("idle"), "{a:?}");
+            }
+            let st = boot_xen_then(
+                vec![Disk::new(&new, Bus::Ahci).serial("XS-NEW")],
+                &scratch.dir.join("new-alone"),
+                Expect::Boot,
+                AfterStatus::Kill,
+            )
+            .unwrap_or_else(|e| panic!("new disk alone: {e:#}"));
+            check_status(&st, "new disk alone", &d.host, plan.arrays.len(), false);
+            check_mdadm(&st, &plan, "new disk alone");
+            check_bitmaps(&st, &plan, "new disk alone");
+            check_loader(&scratch.dir.join("new-alone"), &d.host, "new disk alone");
+            sees_degraded_write(&st, "new disk alone");
+        });
+        s.spawn(|| {
+            let r = rescue_boot(
+                &scratch,
+                "replace-returning",
+                &[(&survivor_b, "XS-MIRROR"), (&d.source, "XS-SOURCE")],
+                &format!("{REPLACE} rescue.wait-resync=yes"),
+                CONVERT_TIMEOUT,
+            );
+            assert!(
+                r.ok,
+                "re-add the returning disk: {:?}\n{:#?}",
+                r.errors, r.replace
+            );
+            let rep = r.replace.unwrap();
+            assert_eq!(
+                rep.plan.as_ref().unwrap().mode,
+                rescue::replace::plan::Mode::ReAdd
+            );
+            for a in &rep.arrays {
+                let done = a.recovered_sectors.expect("sectors written to the member");
+                eprintln!(
+                    "RE-ADD {}: {} of {} sectors recovered in {} ms ({})",
+                    a.device,
+                    done,
+                    a.array_sectors,
+                    a.recovery_ms.unwrap_or(0),
+                    a.how
+                );
+                assert_eq!(a.how, "re-add", "{a:?}");
+                // The bitmap: the chunks written while the disk was gone, not the array.
+                assert!(
+                    done * 2 < a.array_sectors,
+                    "{}: {done} of {} sectors recovered: the bitmap did not limit it",
+                    a.device,
+                    a.array_sectors
+                );
+            }
+            let dir = scratch.dir.join("returned-both");
+            let st = boot_xen_then(
+                vec![
+                    Disk::new(&d.source, Bus::Ahci).serial("XS-SOURCE"),
+                    Disk::new(&survivor_b, Bus::Ahci).serial("XS-MIRROR"),
+                ],
+                &dir,
+                Expect::BootAndResync,
+                AfterStatus::Kill,
+            )
+            .unwrap_or_else(|e| panic!("both after the re-add: {e:#}"));
+            check_status(
+                &st,
+                "both after the re-add",
+                &d.host,
+                plan.arrays.len(),
+                true,
+            );
+            check_mdadm(&st, &plan, "both after the re-add");
+            sees_degraded_write(&st, "both after the re-add");
+        });
+    });
 }

@@ -39,6 +39,12 @@ pub struct Plan {
     /// member that was briefly gone resyncs only what changed.
     #[serde(default = "yes")]
     pub bitmap: bool,
+    /// replace: the disk that kept the host running (same forms as `source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor: Option<String>,
+    /// replace: the disk put in the dead one's place, blank or returning (same forms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
 }
 
 fn yes() -> bool {
@@ -59,6 +65,8 @@ impl Default for Plan {
             attach_source: true,
             wait_resync: false,
             bitmap: true,
+            survivor: None,
+            new: None,
         }
     }
 }
@@ -70,6 +78,9 @@ pub enum Action {
     Inspect,
     /// Convert a XenServer install on one disk to md RAID1 with a second disk.
     Convert,
+    /// Give a converted host with degraded arrays its second disk back: a new one or the
+    /// one that returned.
+    Replace,
 }
 
 /// What the machine does once the report is out.
@@ -82,11 +93,12 @@ pub enum Then {
 }
 
 impl Action {
-    pub const CHOICES: &'static str = "inspect, convert";
+    pub const CHOICES: &'static str = "inspect, convert, replace";
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Inspect => "inspect",
             Action::Convert => "convert",
+            Action::Replace => "replace",
         }
     }
 }
@@ -122,6 +134,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rescue.attach-source",
     "rescue.wait-resync",
     "rescue.bitmap",
+    "rescue.survivor",
+    "rescue.new",
 ];
 
 const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr"];
@@ -136,6 +150,7 @@ impl Plan {
                 self.action = match required(value)? {
                     "inspect" => Action::Inspect,
                     "convert" => Action::Convert,
+                    "replace" => Action::Replace,
                     other => {
                         return Err(format!(
                             "unknown action {other:?}: use one of {}",
@@ -156,6 +171,8 @@ impl Plan {
             "rescue.source" => self.source = Some(disk_selector(value)?),
             "rescue.mirror" => self.mirror = Some(disk_selector(value)?),
             "rescue.wipe" => self.wipe = Some(disk_selector(value)?),
+            "rescue.survivor" => self.survivor = Some(disk_selector(value)?),
+            "rescue.new" => self.new = Some(disk_selector(value)?),
             "rescue.dry-run" => self.dry_run = flag(value)?,
             "rescue.attach-source" => self.attach_source = flag(value)?,
             "rescue.wait-resync" => self.wait_resync = flag(value)?,
@@ -394,7 +411,7 @@ mod tests {
           },
           {
             "arg": "rescue.acton=inspect",
-            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap"
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new"
           },
           {
             "arg": "rescue.action",
@@ -420,7 +437,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap",
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new",
                 "rescue.conf line 6: rescue then: expected `key = value`",
             ]
         );

@@ -15,6 +15,7 @@ pub mod formats;
 pub mod init;
 pub mod inspect;
 pub mod kmod;
+pub mod replace;
 pub mod report;
 pub mod stick;
 pub mod sys;

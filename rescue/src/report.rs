@@ -37,6 +37,9 @@ pub struct Report {
     /// What `rescue.action=convert` planned and did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert: Option<crate::convert::ConvertReport>,
+    /// What `rescue.action=replace` planned and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<crate::replace::ReplaceReport>,
 }
 
 impl Report {

@@ -7,7 +7,7 @@
 //! rescue again with the same arguments resumes the job.
 
 pub mod bootchain;
-mod chroot;
+pub(crate) mod chroot;
 mod configure;
 pub mod journal;
 pub mod plan;
@@ -365,7 +365,19 @@ fn step(
     name: &str,
     f: impl FnOnce() -> Result<String, String>,
 ) -> Result<(), String> {
-    ctx.say(&format!("convert: {name} ..."));
+    run_step(ctx, &mut rep.steps, "convert", name, f)
+}
+
+/// Runs one named step: its start and its outcome with the time taken on the console,
+/// and a [`Step`] in `steps`.
+pub(crate) fn run_step(
+    ctx: &mut dyn Rescue,
+    steps: &mut Vec<Step>,
+    action: &str,
+    name: &str,
+    f: impl FnOnce() -> Result<String, String>,
+) -> Result<(), String> {
+    ctx.say(&format!("{action}: {name} ..."));
     let t = Instant::now();
     let r = f();
     let ok = r.is_ok();
@@ -374,11 +386,11 @@ fn step(
         Err(e) => e.clone(),
     };
     ctx.say(&format!(
-        "convert: {name} {} in {:.1} s: {detail}",
+        "{action}: {name} {} in {:.1} s: {detail}",
         if ok { "done" } else { "FAILED" },
         t.elapsed().as_secs_f64()
     ));
-    rep.steps.push(Step {
+    steps.push(Step {
         name: name.into(),
         ok,
         duration_ms: t.elapsed().as_millis() as u64,
@@ -405,7 +417,7 @@ pub fn write_table(dev: &mut File, plan: &ConvertPlan, source_side: bool) -> Res
     dev.sync_all().map_err(|e| e.to_string())
 }
 
-fn zero(dev: &mut File, at: u64, len: u64) -> Result<(), String> {
+pub(crate) fn zero(dev: &mut File, at: u64, len: u64) -> Result<(), String> {
     dev.seek(SeekFrom::Start(at))
         .and_then(|_| dev.write_all(&vec![0u8; len as usize]))
         .map_err(|e| format!("zeroing: {e}"))
@@ -623,6 +635,6 @@ fn wait_resync(
 
 /// A progress line through the kernel log: it reaches every console while `step` holds
 /// ours, and lands in the saved log.
-fn kernel_log_line(line: &str) {
+pub(crate) fn kernel_log_line(line: &str) {
     let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
 }
