@@ -83,7 +83,7 @@ pub fn run(
         ctx.say("replace: dry run, nothing written");
         return Ok(());
     }
-    ctx.require_modules(&["md_mod", "raid1"])?;
+    ctx.require_modules(&["md_mod", "raid1", "ext4"])?;
     let steps = &mut rep.steps;
     if p.mode == Mode::Rebuild {
         run_step(ctx, steps, "replace", "partition-new", || partition_new(&p))?;
