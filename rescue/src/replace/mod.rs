@@ -104,9 +104,15 @@ pub fn run(
     let mut recovered = vec![None; p.arrays.len()];
     if p.wait_resync {
         run_step(ctx, steps, "replace", "wait-recovery", || {
-            let (line, per) = wait_recovery(&p, &before)?;
+            let (line, per) = wait_recovery(&p, &before, |_| true)?;
             recovered = per;
             Ok(line)
+        })?;
+    } else if p.boot_chain.source_boots_after_root_sync() {
+        // extlinux reads /boot raw from the disk the BIOS boots: the new disk boots only
+        // once its root member is complete.
+        run_step(ctx, steps, "replace", "wait-root-recovery", || {
+            wait_recovery(&p, &before, |a| a.root).map(|(line, _)| line)
         })?;
     }
     for ((a, h), r) in p.arrays.iter().zip(how).zip(recovered) {
@@ -385,7 +391,11 @@ type Recovered = Vec<Option<(u64, u64)>>;
 
 /// Waits until every array is in sync; per array the sectors written to the new member
 /// and the time it took.
-fn wait_recovery(p: &ReplacePlan, before: &[Option<u64>]) -> Result<(String, Recovered), String> {
+fn wait_recovery(
+    p: &ReplacePlan,
+    before: &[Option<u64>],
+    which: impl Fn(&ReplaceArray) -> bool,
+) -> Result<(String, Recovered), String> {
     let start = Instant::now();
     let parts: Vec<PathBuf> = p
         .arrays
@@ -396,7 +406,7 @@ fn wait_recovery(p: &ReplacePlan, before: &[Option<u64>]) -> Result<(String, Rec
     let mut last = Instant::now();
     loop {
         let mut busy = Vec::new();
-        for (i, a) in p.arrays.iter().enumerate() {
+        for (i, a) in p.arrays.iter().enumerate().filter(|(_, a)| which(a)) {
             let s = sys::md::array_state(md_name(&a.device)).map_err(|e| e.to_string())?;
             if s.sync_action != "idle" || s.degraded > 0 {
                 let pct = s

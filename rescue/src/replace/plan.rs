@@ -395,6 +395,11 @@ impl ReplacePlan {
         ));
         if self.wait_resync {
             l.push("  then wait for the recovery".into());
+        } else if self.boot_chain.source_boots_after_root_sync() {
+            l.push(format!(
+                "  then wait for the root array's recovery onto {} (extlinux reads /boot raw from the disk it boots)",
+                self.new.path
+            ));
         }
         l
     }
