@@ -268,7 +268,7 @@ fn md_index(device: &str) -> Result<u32, String> {
 
 /// A spare superblock for this array on the new member, made from the survivor's: the
 /// kernel recovers onto it when it is hot-added.
-fn write_spare(
+pub fn write_spare(
     survivor_part: &Path,
     new_part: &Path,
     v: md::MetadataVersion,
