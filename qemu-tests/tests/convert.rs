@@ -946,6 +946,7 @@ fn replaces_a_dead_disk_and_re_adds_a_returning_one() {
                     rep.plan.as_ref().unwrap().mode,
                     rescue::replace::plan::Mode::ReAdd
                 );
+                let (mut done_all, mut size_all) = (0, 0);
                 for a in &rep.arrays {
                     let done = a.recovered_sectors.expect("sectors written to the member");
                     eprintln!(
@@ -956,14 +957,17 @@ fn replaces_a_dead_disk_and_re_adds_a_returning_one() {
                         a.how
                     );
                     assert_eq!(a.how, "re-add", "{a:?}");
-                    // The bitmap: the chunks written while the disk was gone, not the array.
-                    assert!(
-                        done * 2 < a.array_sectors,
-                        "{}: {done} of {} sectors recovered: the bitmap did not limit it",
-                        a.device,
-                        a.array_sectors
-                    );
+                    done_all += done;
+                    size_all += a.array_sectors;
                 }
+                // The bitmap (64 MiB chunks, as mdadm's default): the chunks written while
+                // the disk was gone, not the arrays. A small array with one busy chunk
+                // (logs) may recover much of itself; all of them together must not.
+                eprintln!("RE-ADD total: {done_all} of {size_all} sectors");
+                assert!(
+                    done_all * 4 < size_all,
+                    "{done_all} of {size_all} sectors recovered: the bitmap did not limit it"
+                );
                 let dir = scratch.dir.join("returned-both");
                 let st = boot_xen_then(
                     vec![
