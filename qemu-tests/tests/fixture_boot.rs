@@ -182,12 +182,16 @@ fn boot_fixture_and_check(name: &str) {
     );
 }
 
+/// e2e only: CI boots xs7 after its conversions (convert.rs: the source alone, both disks
+/// after the power cuts), which need this fixture healthy to pass at all; a cold CI run
+/// is CPU-bound and this boot ran alone on one of the two cores for 16 minutes.
 #[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn xs7_boots_and_reports_healthy() {
     boot_fixture_and_check("xs7");
 }
 
-/// e2e only: the same boot chain as xs7 (CI keeps xs7's).
+/// e2e only: the same boot chain as xs7.
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn xs7_nosr_boots_and_reports_healthy() {

@@ -103,6 +103,9 @@ pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// QEMU test files that boot only the rescue image and disks they make themselves.
+const NO_FIXTURE_GROUPS: &[&str] = &["delivery", "rescue_boot"];
+
 /// Fixtures that only `cargo xtask e2e` uses: a cold CI run does not build them (their
 /// layouts are covered in CI by unit tests and by the other fixtures' boots).
 const E2E_ONLY_FIXTURES: &[&str] = &["xs7-nosr"];
@@ -267,6 +270,13 @@ fn groups(metadata: &str) -> anyhow::Result<Vec<Group>> {
             });
         }
     }
+    // The QEMU groups that need no fixture first: on a cold cache they run while the
+    // fixtures build, instead of every test thread waiting on a fixture lock.
+    integration.sort_by_key(|g| {
+        !NO_FIXTURE_GROUPS
+            .iter()
+            .any(|n| g.name == format!("qemu-tests/tests/{n}"))
+    });
     let mut all = unit;
     all.extend(integration);
     all.push(Group {
@@ -342,5 +352,21 @@ mod tests {
         assert!(names[first_qemu..]
             .iter()
             .all(|n| n.starts_with("qemu-tests/") || *n == "doc tests"));
+        // Those that need no fixture lead them (and exist).
+        for (i, n) in NO_FIXTURE_GROUPS.iter().enumerate() {
+            assert!(
+                names[first_qemu..first_qemu + NO_FIXTURE_GROUPS.len()]
+                    .contains(&format!("qemu-tests/tests/{n}").as_str()),
+                "{n} (#{i}) does not lead the QEMU groups: {names:?}"
+            );
+            let src = std::fs::read_to_string(
+                crate::project_root().join(format!("qemu-tests/tests/{n}.rs")),
+            )
+            .unwrap();
+            assert!(
+                !src.contains("fixture::"),
+                "qemu-tests/tests/{n}.rs uses a fixture: take it out of NO_FIXTURE_GROUPS"
+            );
+        }
     }
 }

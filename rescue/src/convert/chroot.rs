@@ -75,6 +75,7 @@ pub(crate) fn mounted<T>(
 }
 
 pub(crate) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    let _running = crate::heartbeat::running(format!("{program} {}", args.join(" ")));
     let (code, out) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
     if code != 0 {
         let tail: Vec<&str> = out

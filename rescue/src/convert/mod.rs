@@ -379,7 +379,13 @@ pub(crate) fn run_step(
 ) -> Result<(), String> {
     ctx.say(&format!("{action}: {name} ..."));
     let t = Instant::now();
+    let beat = crate::heartbeat::Heartbeat::start(
+        format!("{action}: {name}"),
+        Duration::from_secs(10),
+        kernel_log_line,
+    );
     let r = f();
+    drop(beat);
     let ok = r.is_ok();
     let detail = match &r {
         Ok(d) => d.clone(),
@@ -636,5 +642,6 @@ fn wait_resync(
 /// A progress line through the kernel log: it reaches every console while `step` holds
 /// ours, and lands in the saved log.
 pub(crate) fn kernel_log_line(line: &str) {
+    crate::heartbeat::said();
     let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
 }

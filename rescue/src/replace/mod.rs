@@ -211,8 +211,15 @@ fn attach(p: &ReplacePlan, a: &ReplaceArray) -> Result<(String, Option<u64>), St
             md::MetadataVersion::V1_1 => (1, 1),
             md::MetadataVersion::V1_2 => (1, 2),
         };
-        sys::md::start_array(&md_dev, major, minor, &[(sp.clone(), a.survivor_slot)])
-            .map_err(|e| e.to_string())?;
+        let mut members = vec![(sp.clone(), a.survivor_slot)];
+        if a.action == MemberAction::Nothing {
+            // In sync on both disks: started from both, or the new disk's member would
+            // fall behind while the survivor's alone is written.
+            if let md::Role::Active(slot) = read_member(&np, v)?.role {
+                members.push((np.clone(), u32::from(slot)));
+            }
+        }
+        sys::md::start_array(&md_dev, major, minor, &members).map_err(|e| e.to_string())?;
     }
     if sys::md::working_disks(&md_dev).map_err(|e| e.to_string())? == Some(2) {
         return Ok(("nothing (both members in sync)".into(), None));
@@ -226,11 +233,7 @@ fn attach(p: &ReplacePlan, a: &ReplaceArray) -> Result<(String, Option<u64>), St
             Ok(("add".into(), b))
         }
         MemberAction::ReAdd => {
-            let mut f = File::open(&np).map_err(|e| format!("open {}: {e}", np.display()))?;
-            let size = member_size(&mut f)?;
-            let sb =
-                md::read_version(&mut f, size, v).map_err(|e| format!("{}: {e}", np.display()))?;
-            drop(f);
+            let sb = read_member(&np, v)?;
             let slot = match sb.role {
                 md::Role::Active(s) => u32::from(s),
                 _ => 1 - a.survivor_slot.min(1),
@@ -250,6 +253,12 @@ fn attach(p: &ReplacePlan, a: &ReplaceArray) -> Result<(String, Option<u64>), St
     }
 }
 
+fn read_member(part: &Path, v: md::MetadataVersion) -> Result<md::Superblock, String> {
+    let mut f = File::open(part).map_err(|e| format!("open {}: {e}", part.display()))?;
+    let size = member_size(&mut f)?;
+    md::read_version(&mut f, size, v).map_err(|e| format!("{}: {e}", part.display()))
+}
+
 fn md_index(device: &str) -> Result<u32, String> {
     device
         .strip_prefix("/dev/md")
@@ -259,17 +268,12 @@ fn md_index(device: &str) -> Result<u32, String> {
 
 /// A spare superblock for this array on the new member, made from the survivor's: the
 /// kernel recovers onto it when it is hot-added.
-fn write_spare(
+pub fn write_spare(
     survivor_part: &Path,
     new_part: &Path,
     v: md::MetadataVersion,
 ) -> Result<(), String> {
-    let mut s =
-        File::open(survivor_part).map_err(|e| format!("open {}: {e}", survivor_part.display()))?;
-    let s_size = member_size(&mut s)?;
-    let sb = md::read_version(&mut s, s_size, v)
-        .map_err(|e| format!("{}: {e}", survivor_part.display()))?;
-    drop(s);
+    let sb = read_member(survivor_part, v)?;
     let mut dev = File::options()
         .read(true)
         .write(true)
