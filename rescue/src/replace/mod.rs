@@ -3,10 +3,12 @@
 //! returned.
 //!
 //! Order, and why: plan from what inspect found (no write); on a blank disk the survivor's
-//! table with new GUIDs; each array started from the survivor's member alone; the new
-//! member added (a fresh spare superblock, full recovery) or the returning one re-added
-//! (its slot back, with a bitmap only what changed); the host's own bootloader on the new
-//! disk. The survivor is only ever read, except through its running arrays.
+//! table with new GUIDs; each array started from the survivor's member alone; the host's
+//! own bootloader on the new disk while the arrays hold only the survivor's members (GRUB
+//! lists members by device number and stops at the first that is not active); then the
+//! new member added (a fresh spare superblock, full recovery) or the returning one
+//! re-added (its slot back, with a bitmap only what changed). The survivor is only ever
+//! read, except through its running arrays.
 //!
 //! No journal: a second run converges from what the disks show. A new disk that already
 //! carries the survivor's table and members of its arrays is a returning disk to it, and
@@ -88,6 +90,18 @@ pub fn run(
     if p.mode == Mode::Rebuild {
         run_step(ctx, steps, "replace", "partition-new", || partition_new(&p))?;
     }
+    run_step(ctx, steps, "replace", "arrays", || {
+        let mut started = Vec::new();
+        for a in &p.arrays {
+            started.push(format!("{} {}", a.device, start(&p, a)?));
+        }
+        Ok(started.join(", "))
+    })?;
+    // Before the new members join: grub-install lists an array's members by device
+    // number and stops at the first one that is not active, so a recovering member in
+    // number 0 (the new disk beside a survivor in number 1) hid the survivor ("disk
+    // mduuid/... not found"). The boot code is per disk; the recovery brings the rest.
+    run_step(ctx, steps, "replace", "bootloader-new", || bootloader(&p))?;
     let mut how = Vec::new();
     let mut before = Vec::new();
     run_step(ctx, steps, "replace", "members", || {
@@ -100,7 +114,6 @@ pub fn run(
         }
         Ok(done.join(", "))
     })?;
-    run_step(ctx, steps, "replace", "bootloader-new", || bootloader(&p))?;
     let mut recovered = vec![None; p.arrays.len()];
     if p.wait_resync {
         run_step(ctx, steps, "replace", "wait-recovery", || {
@@ -194,33 +207,47 @@ fn version(a: &ReplaceArray) -> Result<md::MetadataVersion, String> {
     a.metadata.parse()
 }
 
-/// Starts the array from the survivor's member and gives it the new one; says how, and
-/// the new member's write counter right before the kernel started recovering onto it.
+/// Starts the array from the survivor's member (from both members when both are in sync).
+fn start(p: &ReplacePlan, a: &ReplaceArray) -> Result<&'static str, String> {
+    let sp = part(&p.survivor.path, a.survivor_partition)?;
+    let v = version(a)?;
+    let md_dev = sys::md::create_device(md_index(&a.device)?).map_err(|e| e.to_string())?;
+    if sys::md::working_disks(&md_dev)
+        .map_err(|e| e.to_string())?
+        .is_some_and(|n| n > 0)
+    {
+        return Ok("already running");
+    }
+    let (major, minor) = match v {
+        md::MetadataVersion::V0_90 => (0, 90),
+        md::MetadataVersion::V1_0 => (1, 0),
+        md::MetadataVersion::V1_1 => (1, 1),
+        md::MetadataVersion::V1_2 => (1, 2),
+    };
+    let mut members = vec![(sp, a.survivor_slot)];
+    if a.action == MemberAction::Nothing {
+        // In sync on both disks: started from both, or the new disk's member would
+        // fall behind while the survivor's alone is written.
+        let np = part(&p.new.path, a.new_partition)?;
+        if let md::Role::Active(slot) = read_member(&np, v)?.role {
+            members.push((np, u32::from(slot)));
+        }
+    }
+    sys::md::start_array(&md_dev, major, minor, &members).map_err(|e| e.to_string())?;
+    Ok(if members.len() == 2 {
+        "started from both"
+    } else {
+        "started degraded"
+    })
+}
+
+/// Gives the running array its new member; says how, and the new member's write
+/// counter right before the kernel started recovering onto it.
 fn attach(p: &ReplacePlan, a: &ReplaceArray) -> Result<(String, Option<u64>), String> {
     let sp = part(&p.survivor.path, a.survivor_partition)?;
     let np = part(&p.new.path, a.new_partition)?;
     let v = version(a)?;
-    let md_dev = sys::md::create_device(md_index(&a.device)?).map_err(|e| e.to_string())?;
-    let running = sys::md::working_disks(&md_dev)
-        .map_err(|e| e.to_string())?
-        .is_some_and(|n| n > 0);
-    if !running {
-        let (major, minor) = match v {
-            md::MetadataVersion::V0_90 => (0, 90),
-            md::MetadataVersion::V1_0 => (1, 0),
-            md::MetadataVersion::V1_1 => (1, 1),
-            md::MetadataVersion::V1_2 => (1, 2),
-        };
-        let mut members = vec![(sp.clone(), a.survivor_slot)];
-        if a.action == MemberAction::Nothing {
-            // In sync on both disks: started from both, or the new disk's member would
-            // fall behind while the survivor's alone is written.
-            if let md::Role::Active(slot) = read_member(&np, v)?.role {
-                members.push((np.clone(), u32::from(slot)));
-            }
-        }
-        sys::md::start_array(&md_dev, major, minor, &members).map_err(|e| e.to_string())?;
-    }
+    let md_dev = PathBuf::from(&a.device);
     if sys::md::working_disks(&md_dev).map_err(|e| e.to_string())? == Some(2) {
         return Ok(("nothing (both members in sync)".into(), None));
     }
