@@ -496,6 +496,7 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
     }
     check_status(&st, what, &d.host, plan.arrays.len(), boot == Boot::Both);
     check_mdadm(&st, plan, what);
+    check_bitmaps(&st, plan, what);
     check_loader(&dir, &d.host, what);
     // Synced: the rescue waited for the resync, or an earlier stage booted both disks.
     if synced && !matches!(boot, Boot::Both | Boot::MirrorFirst | Boot::BothAgain) {
@@ -509,34 +510,32 @@ fn boot_and_check(boot: Boot, at: Stage, after: &AfterConvert<'_>) {
     }
 }
 
-/// CI: the rescue waits for the resync (`rescue.wait-resync=yes`), then the source boots
-/// alone, as after a dead mirror (the booted host's own resync to [UU] is CI's power-cut
-/// boot). e2e, without waiting: the mirror alone right after the conversion beside both
+/// e2e only (CI converts xs7 with `rescue.wait-resync=yes` and boots the source alone at
+/// the start of `replaces_a_dead_disk_and_re_adds_a_returning_one`, and resumes one after
+/// power cuts): without waiting, the mirror alone right after the conversion beside both
 /// disks to [UU], then the source alone beside the mirror alone.
 #[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn converts_xs7_and_boots_from_either_disk() {
-    if full_matrix() {
-        convert_fixture(
-            "xs7",
-            "",
-            &[
-                &[Boot::MirrorFirst, Boot::Both],
-                &[Boot::SourceAlone, Boot::MirrorAlone],
-            ],
-        );
-    } else {
-        convert_fixture("xs7", "rescue.wait-resync=yes", &[&[Boot::SourceAlone]]);
-    }
+    convert_fixture(
+        "xs7",
+        "",
+        &[
+            &[Boot::MirrorFirst, Boot::Both],
+            &[Boot::SourceAlone, Boot::MirrorAlone],
+        ],
+    );
 }
 
-/// e2e only (CI does not build this fixture): a layout without local SR, the rescue
-/// waits for the resync, then each disk alone and both.
+/// e2e only (CI does not build this fixture): a layout without local SR, without
+/// bitmaps (`rescue.bitmap=no`: no array shows one), the rescue waits for the resync,
+/// then each disk alone and both.
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it"]
 fn converts_xs7_without_sr_and_boots_from_either_disk() {
     convert_fixture(
         "xs7-nosr",
-        "rescue.wait-resync=yes",
+        "rescue.wait-resync=yes rescue.bitmap=no",
         &[&[Boot::SourceAlone, Boot::MirrorAlone], &[Boot::Both]],
     );
 }
@@ -658,6 +657,7 @@ fn power_cuts_resume_on(name: &str, bus: Bus) {
     let what = "after the power cuts";
     check_status(&st, what, &d.host, plan.arrays.len(), true);
     check_mdadm(&st, plan, what);
+    check_bitmaps(&st, plan, what);
     check_loader(&dir, &d.host, what);
 }
 
@@ -808,4 +808,225 @@ fn preflight_errors_write_nothing() {
         );
         assert_eq!(before, hashes(&paths), "{tag}: a disk changed");
     }
+}
+
+/// Every array of a booted host carries a write-intent bitmap (`/proc/mdstat`'s
+/// `bitmap:` line), or none does, as the plan says.
+fn check_bitmaps(status: &Value, plan: &rescue::convert::plan::ConvertPlan, what: &str) {
+    let md = status["md"].as_array().cloned().unwrap_or_default();
+    for a in &md {
+        let has = !a["bitmap"].as_str().unwrap_or("").is_empty();
+        let want = plan.arrays.iter().all(|p| p.bitmap);
+        assert_eq!(has, want, "{what}: bitmap of {a} (plan: bitmap {want})");
+    }
+}
+
+const REPLACE: &str = "rescue.action=replace rescue.survivor=auto rescue.new=auto";
+
+/// The day a disk dies, on a host converted and in sync: the mirror died, the source runs
+/// the host alone (and writes: the probe's boot line on root). From that state:
+/// - a blank disk in the mirror's place: `replace` rebuilds it, and **the new disk alone**
+///   boots with every checksum and the degraded boot's write;
+/// - e2e, at the same time (two VMs): the mirror comes back instead: `replace` re-adds it
+///   and the bitmap limits the recovery (sectors written to it against the array's size);
+///   then both disks boot `[UU]`. And first, refusals with every disk unchanged: nothing
+///   degraded (both in sync), a new disk too small.
+#[test]
+fn replaces_a_dead_disk_and_re_adds_a_returning_one() {
+    let full = full_matrix();
+    let scratch = Scratch::new("replace-xs7").unwrap();
+    let d = prepare("xs7", &scratch);
+    let size = std::fs::metadata(&d.source).unwrap().len();
+    let report = rescue_boot(
+        &scratch,
+        "convert",
+        &[(&d.source, "XS-SOURCE"), (&d.mirror, "XS-MIRROR")],
+        &format!("{AUTO} rescue.wait-resync=yes"),
+        CONVERT_TIMEOUT,
+    );
+    assert!(report.ok, "convert: {:?}", report.errors);
+    let plan = report.convert.unwrap().plan.unwrap();
+    assert!(plan.arrays.iter().all(|a| a.bitmap), "bitmaps by default");
+    if full {
+        refusals_write_nothing(&scratch, &d, size);
+    }
+
+    // The mirror died: the source runs the host alone, powered off clean.
+    let st = boot_xen_then(
+        vec![Disk::new(&d.source, Bus::Ahci).serial("XS-SOURCE")],
+        &scratch.dir.join("source-alone"),
+        Expect::Boot,
+        AfterStatus::PowerOff,
+    )
+    .unwrap_or_else(|e| panic!("source alone: {e:#}"));
+    check_status(&st, "source alone", &d.host, plan.arrays.len(), false);
+    check_mdadm(&st, &plan, "source alone");
+    check_bitmaps(&st, &plan, "source alone");
+    check_loader(&scratch.dir.join("source-alone"), &d.host, "source alone");
+    let degraded_write = st["boots"]
+        .as_array()
+        .and_then(|b| b.last())
+        .and_then(Value::as_str)
+        .expect("the probe's boot line")
+        .to_string();
+    let sees_degraded_write = |st: &Value, what: &str| {
+        let boots = st["boots"].as_array().cloned().unwrap_or_default();
+        assert!(
+            boots
+                .iter()
+                .any(|b| b.as_str() == Some(degraded_write.as_str())),
+            "{what}: the degraded boot's write {degraded_write:?} is missing: {boots:?}"
+        );
+    };
+
+    // Two futures of that state; the returning one works on a copy of the survivor.
+    let survivor_b = scratch.path("source-b.img");
+    if full {
+        copy_image(&d.source, &survivor_b).unwrap();
+    }
+    let new = scratch.path("new.img");
+    images::blank_disk(&new, size).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let r = rescue_boot(
+                &scratch,
+                "replace-new",
+                &[(&d.source, "XS-SOURCE"), (&new, "XS-NEW")],
+                &format!("{REPLACE} rescue.wait-resync=yes"),
+                CONVERT_TIMEOUT,
+            );
+            assert!(
+                r.ok,
+                "replace onto a blank disk: {:?}\n{:#?}",
+                r.errors, r.replace
+            );
+            let rep = r.replace.unwrap();
+            assert_eq!(
+                rep.plan.as_ref().unwrap().mode,
+                rescue::replace::plan::Mode::Rebuild
+            );
+            assert_eq!(rep.arrays.len(), plan.arrays.len(), "{rep:#?}");
+            for a in &rep.arrays {
+                assert_eq!(a.how, "add", "{a:?}");
+                assert!(a.state.contains("idle"), "{a:?}");
+            }
+            let dir = scratch.dir.join("new-alone");
+            let st = boot_xen_then(
+                vec![Disk::new(&new, Bus::Ahci).serial("XS-NEW")],
+                &dir,
+                Expect::Boot,
+                AfterStatus::Kill,
+            )
+            .unwrap_or_else(|e| panic!("new disk alone: {e:#}"));
+            check_status(&st, "new disk alone", &d.host, plan.arrays.len(), false);
+            check_mdadm(&st, &plan, "new disk alone");
+            check_bitmaps(&st, &plan, "new disk alone");
+            check_loader(&dir, &d.host, "new disk alone");
+            sees_degraded_write(&st, "new disk alone");
+        });
+        if full {
+            s.spawn(|| {
+                let r = rescue_boot(
+                    &scratch,
+                    "replace-returning",
+                    &[(&survivor_b, "XS-SOURCE"), (&d.mirror, "XS-MIRROR")],
+                    &format!("{REPLACE} rescue.wait-resync=yes"),
+                    CONVERT_TIMEOUT,
+                );
+                assert!(
+                    r.ok,
+                    "re-add the returning disk: {:?}\n{:#?}",
+                    r.errors, r.replace
+                );
+                let rep = r.replace.unwrap();
+                assert_eq!(
+                    rep.plan.as_ref().unwrap().mode,
+                    rescue::replace::plan::Mode::ReAdd
+                );
+                let (mut done_all, mut size_all) = (0, 0);
+                for a in &rep.arrays {
+                    let done = a.recovered_sectors.expect("sectors written to the member");
+                    eprintln!(
+                        "RE-ADD {}: {done} of {} sectors recovered in {} ms ({})",
+                        a.device,
+                        a.array_sectors,
+                        a.recovery_ms.unwrap_or(0),
+                        a.how
+                    );
+                    assert_eq!(a.how, "re-add", "{a:?}");
+                    done_all += done;
+                    size_all += a.array_sectors;
+                }
+                // The bitmap (64 MiB chunks, as mdadm's default): the chunks written while
+                // the disk was gone, not the arrays. A small array with one busy chunk
+                // (logs) may recover much of itself; all of them together must not.
+                eprintln!("RE-ADD total: {done_all} of {size_all} sectors");
+                assert!(
+                    done_all * 4 < size_all,
+                    "{done_all} of {size_all} sectors recovered: the bitmap did not limit it"
+                );
+                let dir = scratch.dir.join("returned-both");
+                let st = boot_xen_then(
+                    vec![
+                        Disk::new(&survivor_b, Bus::Ahci).serial("XS-SOURCE"),
+                        Disk::new(&d.mirror, Bus::Ahci).serial("XS-MIRROR"),
+                    ],
+                    &dir,
+                    Expect::BootAndResync,
+                    AfterStatus::Kill,
+                )
+                .unwrap_or_else(|e| panic!("both after the re-add: {e:#}"));
+                check_status(
+                    &st,
+                    "both after the re-add",
+                    &d.host,
+                    plan.arrays.len(),
+                    true,
+                );
+                check_mdadm(&st, &plan, "both after the re-add");
+                sees_degraded_write(&st, "both after the re-add");
+            });
+        }
+    });
+}
+
+/// `replace` on a host with nothing degraded, and onto a disk too small: refused, every
+/// disk unchanged (two VMs).
+fn refusals_write_nothing(scratch: &Scratch, d: &Disks, size: u64) {
+    let small = scratch.path("small.img");
+    images::blank_disk(&small, size / 4).unwrap();
+    let mirror_copy = scratch.path("mirror-for-small.img");
+    copy_image(&d.mirror, &mirror_copy).unwrap();
+    // (log directory, disks with serials, arguments, what the error says)
+    type Case<'a> = (&'a str, [(&'a Path, &'a str); 2], String, &'a str);
+    let cases: [Case<'_>; 2] = [
+        (
+            "refuse-in-sync",
+            [(&d.source, "XS-SOURCE"), (&d.mirror, "XS-MIRROR")],
+            REPLACE.to_string(),
+            "nothing to replace",
+        ),
+        (
+            "refuse-small",
+            [(&mirror_copy, "XS-MIRROR"), (&small, "XS-SMALL")],
+            format!("{REPLACE} rescue.new=serial:XS-SMALL"),
+            "smaller than",
+        ),
+    ];
+    std::thread::scope(|s| {
+        for (tag, disks, args, says) in &cases {
+            s.spawn(move || {
+                let paths = [disks[0].0, disks[1].0];
+                let before = hashes(&paths);
+                let r = rescue_boot(scratch, tag, disks, args, CONVERT_TIMEOUT);
+                assert!(!r.ok, "{tag}: not refused");
+                assert!(
+                    r.errors.iter().any(|e| e.contains(says)),
+                    "{tag}: {:?}",
+                    r.errors
+                );
+                assert_eq!(before, hashes(&paths), "{tag}: a refusal wrote");
+            });
+        }
+    });
 }

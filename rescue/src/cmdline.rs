@@ -35,6 +35,20 @@ pub struct Plan {
     /// convert: wait for the resync to finish before reporting (default no).
     #[serde(default)]
     pub wait_resync: bool,
+    /// convert: an internal write-intent bitmap on every array (default yes), so a
+    /// member that was briefly gone resyncs only what changed.
+    #[serde(default = "yes")]
+    pub bitmap: bool,
+    /// replace: the disk that kept the host running (same forms as `source`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub survivor: Option<String>,
+    /// replace: the disk put in the dead one's place, blank or returning (same forms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new: Option<String>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Plan {
@@ -50,6 +64,9 @@ impl Default for Plan {
             metadata: Default::default(),
             attach_source: true,
             wait_resync: false,
+            bitmap: true,
+            survivor: None,
+            new: None,
         }
     }
 }
@@ -61,6 +78,9 @@ pub enum Action {
     Inspect,
     /// Convert a XenServer install on one disk to md RAID1 with a second disk.
     Convert,
+    /// Give a converted host with degraded arrays its second disk back: a new one or the
+    /// one that returned.
+    Replace,
 }
 
 /// What the machine does once the report is out.
@@ -73,11 +93,12 @@ pub enum Then {
 }
 
 impl Action {
-    pub const CHOICES: &'static str = "inspect, convert";
+    pub const CHOICES: &'static str = "inspect, convert, replace";
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Inspect => "inspect",
             Action::Convert => "convert",
+            Action::Replace => "replace",
         }
     }
 }
@@ -112,6 +133,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rescue.metadata",
     "rescue.attach-source",
     "rescue.wait-resync",
+    "rescue.bitmap",
+    "rescue.survivor",
+    "rescue.new",
 ];
 
 const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr"];
@@ -126,6 +150,7 @@ impl Plan {
                 self.action = match required(value)? {
                     "inspect" => Action::Inspect,
                     "convert" => Action::Convert,
+                    "replace" => Action::Replace,
                     other => {
                         return Err(format!(
                             "unknown action {other:?}: use one of {}",
@@ -146,9 +171,12 @@ impl Plan {
             "rescue.source" => self.source = Some(disk_selector(value)?),
             "rescue.mirror" => self.mirror = Some(disk_selector(value)?),
             "rescue.wipe" => self.wipe = Some(disk_selector(value)?),
+            "rescue.survivor" => self.survivor = Some(disk_selector(value)?),
+            "rescue.new" => self.new = Some(disk_selector(value)?),
             "rescue.dry-run" => self.dry_run = flag(value)?,
             "rescue.attach-source" => self.attach_source = flag(value)?,
             "rescue.wait-resync" => self.wait_resync = flag(value)?,
+            "rescue.bitmap" => self.bitmap = flag(value)?,
             "rescue.metadata" => self.metadata = metadata_map(required(value)?)?,
             _ => {
                 return Err(format!(
@@ -340,7 +368,7 @@ mod tests {
     #[test]
     fn snapshot_of_a_full_command_line() {
         let c = parse(
-            r#"console=tty0 console=ttyS0,115200 rescue.action=convert rescue.then=reboot rescue.quiet panic=-1 rescue.source=serial:S1 rescue.mirror=/dev/sdb rescue.dry-run rescue.metadata=1.2,root:1.0 rescue.wait-resync=yes"#,
+            r#"console=tty0 console=ttyS0,115200 rescue.action=convert rescue.then=reboot rescue.quiet panic=-1 rescue.source=serial:S1 rescue.mirror=/dev/sdb rescue.dry-run rescue.metadata=1.2,root:1.0 rescue.wait-resync=yes rescue.bitmap=no"#,
         );
         insta::assert_json_snapshot!(c, @r#"
         {
@@ -360,7 +388,8 @@ mod tests {
               "swap": "1.2"
             },
             "attach_source": true,
-            "wait_resync": true
+            "wait_resync": true,
+            "bitmap": false
           },
           "errors": [],
           "consoles": [
@@ -382,7 +411,7 @@ mod tests {
           },
           {
             "arg": "rescue.acton=inspect",
-            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync"
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new"
           },
           {
             "arg": "rescue.action",
@@ -408,7 +437,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync",
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new",
                 "rescue.conf line 6: rescue then: expected `key = value`",
             ]
         );
@@ -434,6 +463,23 @@ mod tests {
         );
         assert_eq!(c.plan.source, None);
         assert!(c.plan.attach_source, "a bad value leaves the default");
+    }
+
+    #[test]
+    fn bitmap_is_on_unless_turned_off() {
+        assert!(parse("").plan.bitmap);
+        assert!(!parse("rescue.bitmap=no").plan.bitmap);
+        assert!(parse("rescue.bitmap=no rescue.bitmap").plan.bitmap);
+        let c = parse("rescue.bitmap=internal");
+        assert_eq!(
+            c.errors[0].message,
+            "unknown value \"internal\": use yes or no"
+        );
+        assert!(c.plan.bitmap, "a bad value leaves the default");
+        // A plan serialized before the key existed reads back with the default.
+        let mut v = serde_json::to_value(Plan::default()).unwrap();
+        v.as_object_mut().unwrap().remove("bitmap");
+        assert!(serde_json::from_value::<Plan>(v).unwrap().bitmap);
     }
 
     #[test]

@@ -209,9 +209,9 @@ fn boot_and_run(s: &mut Session) {
     s.report.action = s.plan.action.as_str().to_string();
 
     match s.plan.action {
-        cmdline::Action::Inspect => s.report.disks = disks,
-        cmdline::Action::Convert => {
-            // The stick carries the rescue itself: never a source or a mirror.
+        cmdline::Action::Inspect => s.report.set_disks(disks),
+        cmdline::Action::Convert | cmdline::Action::Replace => {
+            // The stick carries the rescue itself: never a disk to write.
             let stick_dev = s.stick.as_ref().map(|m| m.device.display().to_string());
             let candidates: Vec<inspect::Disk> = disks
                 .iter()
@@ -222,22 +222,31 @@ fn boot_and_run(s: &mut Session) {
                 })
                 .cloned()
                 .collect();
-            s.report.disks = disks;
+            s.report.set_disks(disks);
             if !s.report.errors.is_empty() {
-                s.report.errors.push(
-                    "convert not started because of the errors above: nothing was written".into(),
-                );
+                s.report.errors.push(format!(
+                    "{} not started because of the errors above: nothing was written",
+                    s.plan.action.as_str()
+                ));
                 return;
             }
-            let mut rep = crate::convert::ConvertReport::default();
             let mut ctx = ConvertServices {
                 console: &mut s.console,
                 modules: &mut s.modules,
             };
-            if let Err(e) = crate::convert::run(&mut ctx, &s.plan, &candidates, &mut rep) {
-                s.report.errors.push(e);
+            if s.plan.action == cmdline::Action::Replace {
+                let mut rep = crate::replace::ReplaceReport::default();
+                if let Err(e) = crate::replace::run(&mut ctx, &s.plan, &candidates, &mut rep) {
+                    s.report.errors.push(e);
+                }
+                s.report.replace = Some(rep);
+            } else {
+                let mut rep = crate::convert::ConvertReport::default();
+                if let Err(e) = crate::convert::run(&mut ctx, &s.plan, &candidates, &mut rep) {
+                    s.report.errors.push(e);
+                }
+                s.report.convert = Some(rep);
             }
-            s.report.convert = Some(rep);
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Read-only inspection of a disk: partition table, per-partition content found by
-//! signature, and whether the disk looks like a XenServer install.
+//! signature (inside an LVM PV: its VG and LVs, `inspect/lvm.rs`), and whether the disk
+//! looks like a XenServer install.
 //!
 //! The same code runs on image files (host CLI, tests) and on block devices (PID 1).
 //! It never writes: every entry point takes `Read + Seek`.
@@ -9,6 +10,9 @@ use crate::units::{Bytes, Lba};
 use serde::{Deserialize, Serialize};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+
+mod lvm;
+pub use lvm::{LogicalVolume, LvContent, LvPartition, LvSegment, LvStripe, Vhd, VolumeGroup};
 
 /// One disk as reported in `RESCUE-REPORT.disks[]`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,6 +35,9 @@ pub struct Disk {
     /// at the disk's end outside every partition (XCP-ng's whole-disk RAID, the table
     /// lives inside the array).
     pub whole_disk: Option<Content>,
+    /// For a whole-disk md member: its superblock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whole_disk_md: Option<MdMemberState>,
     /// True when no partition table and no known signature was found at either end.
     pub blank: bool,
     /// Set when the disk looks like a XenServer install.
@@ -66,6 +73,86 @@ pub struct Partition {
     /// readable in place because md RAID1 does not transform data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inner: Option<Content>,
+    /// For an md member: its superblock as `mdadm --examine` shows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md: Option<MdMemberState>,
+}
+
+/// An md member's superblock: what `mdadm --examine` shows of it, and what
+/// [`crate::arrays`] needs to tell in-sync, stale and missing members apart.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MdMemberState {
+    /// `raid1`, `raid0`, `raid5`, ... (`mdadm --examine`'s "Raid Level").
+    pub level: String,
+    pub raid_disks: u32,
+    pub events: u64,
+    /// This member's device number (the index into the superblock's role table).
+    pub dev_number: u32,
+    /// `active 0`, `spare`, `faulty` ("Device Role").
+    pub role: String,
+    /// The slots this superblock believes active ("Array State": `AA`, `A.`).
+    pub array_state: String,
+    /// Active slots by device number, as this superblock recorded them (`None`: no
+    /// active device with that number).
+    pub active_slots: Vec<Option<u32>>,
+    /// Clean at the last write (no resync needed).
+    pub clean: bool,
+    /// An internal write-intent bitmap.
+    pub bitmap: bool,
+    /// The superblock's update time, Unix seconds.
+    pub utime: u64,
+    /// Why the full superblock could not be read, when only its magic was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+impl MdMemberState {
+    fn of(sb: &md::Superblock) -> Self {
+        use md::Role;
+        let role = match sb.role {
+            Role::Active(slot) => format!("active {slot}"),
+            Role::Spare => "spare".into(),
+            Role::Faulty => "faulty".into(),
+            Role::Journal => "journal".into(),
+        };
+        MdMemberState {
+            level: match sb.level {
+                -4 => "multipath".into(),
+                -1 => "linear".into(),
+                n => format!("raid{n}"),
+            },
+            raid_disks: sb.raid_disks,
+            events: sb.events,
+            dev_number: sb.dev_number,
+            role,
+            array_state: sb.array_state(),
+            active_slots: sb
+                .roles
+                .iter()
+                .map(|r| match r {
+                    Some(Role::Active(s)) => Some(u32::from(*s)),
+                    _ => None,
+                })
+                .collect(),
+            clean: sb.clean,
+            bitmap: sb.bitmap.is_some(),
+            utime: sb.utime,
+            problem: None,
+        }
+    }
+
+    /// The superblock's full read failed: its magic is there, its fields are not usable.
+    fn unreadable(e: &md::MdError) -> Self {
+        MdMemberState {
+            problem: Some(e.to_string()),
+            ..Default::default()
+        }
+    }
+
+    /// The member's slot when it is active.
+    pub fn slot(&self) -> Option<u32> {
+        self.role.strip_prefix("active ")?.parse().ok()
+    }
 }
 
 /// What a signature scan found at the start (or end) of a block range.
@@ -96,6 +183,13 @@ pub enum Content {
     LvmPv {
         pv_uuid: String,
         vg_name: Option<String>,
+        /// The VG as this PV's metadata describes it, with its LVs; only for a PV on the
+        /// disk itself (not one inside an LV).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        vg: Option<Box<VolumeGroup>>,
+        /// Why the VG could not be read, or parts of it.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        problems: Vec<String>,
     },
 }
 
@@ -164,99 +258,37 @@ pub fn inspect<R: Read + Seek>(
         return Err(InspectError::BadSectorSize(logical_sector_size));
     }
     let err = io_err(path);
-    let ss = u64::from(logical_sector_size);
+    let t = read_table(r, size, logical_sector_size, Level::Disk).map_err(io_err(path))?;
     let mut disk = Disk {
         name: name.to_string(),
         path: path.to_string(),
         size_bytes: size.0,
         logical_sector_size,
+        table: t.table,
+        disk_guid: t.disk_guid,
+        partitions: t.partitions,
+        problems: t.problems,
         ..Disk::default()
     };
-    // (start, size) of each partition, to keep whole-disk probes out of them.
-    let mut ranges: Vec<(u64, u64)> = Vec::new();
-    match gpt::read(r, Some(logical_sector_size)) {
-        Ok(t) => {
-            disk.table = Some("gpt".into());
-            disk.disk_guid = Some(t.disk_guid.to_string());
-            if t.header_source == gpt::HeaderSource::Backup {
-                disk.problems.push(
-                    "primary GPT header is damaged; read the backup header at the end of the disk"
-                        .into(),
-                );
-            }
-            for p in &t.partitions {
-                disk.partitions.push(Partition {
-                    number: p.number,
-                    start_lba: p.first_lba.0,
-                    size_bytes: p.size_bytes(logical_sector_size).0,
-                    type_guid: Some(p.type_guid.to_string()),
-                    name: Some(p.name.clone()),
-                    attributes: p.attributes,
-                    ..Partition::default()
-                });
-            }
-        }
-        Err(gpt::GptError::NotFound) => {}
-        Err(gpt::GptError::Io(e)) => return Err(err(e)),
-        Err(other) => disk.problems.push(other.to_string()),
-    }
-    let at_zero = identify::probe(r, Bytes(0), size).map_err(io_err(path))?;
-    if disk.table.is_none()
-        && disk.problems.is_empty()
-        && !matches!(at_zero, Some(Content::Vfat { .. }))
-    {
-        match mbr::read(r, logical_sector_size) {
-            Ok(m) if !m.is_protective() && !m.partitions.is_empty() => {
-                disk.table = Some("mbr".into());
-                for p in m.partitions.iter().filter(|p| !p.is_extended()) {
-                    disk.partitions.push(Partition {
-                        number: p.number,
-                        start_lba: p.start_lba.0,
-                        size_bytes: p.size_bytes(logical_sector_size).0,
-                        mbr_type: Some(p.type_byte),
-                        // Same meaning as GPT bit 2, so the report has one place to look.
-                        attributes: if p.active {
-                            1 << gpt::ATTR_LEGACY_BIOS_BOOTABLE
-                        } else {
-                            0
-                        },
-                        ..Partition::default()
-                    });
-                }
-            }
-            Ok(m) if m.is_protective() => {
-                if disk.problems.is_empty() {
-                    disk.problems.push("protective MBR (type 0xEE) found but no GPT header at either end: the GPT was wiped or the sector size is wrong".into());
-                }
-            }
-            Ok(_) | Err(mbr::MbrError::NoSignature) => {}
-            Err(mbr::MbrError::Io(e)) => return Err(err(e)),
-        }
-    }
-    for p in &mut disk.partitions {
-        let start = Lba(p.start_lba).bytes(ss);
-        ranges.push((start.0, p.size_bytes));
-        p.content = identify::probe(r, start, Bytes(p.size_bytes)).map_err(io_err(path))?;
-        if let Some(Content::MdMember { data_offset, .. }) = &p.content {
-            if *data_offset < p.size_bytes {
-                let inner_size = Bytes(p.size_bytes - data_offset);
-                p.inner = identify::probe_plain(r, Bytes(start.0 + data_offset), inner_size)
-                    .map_err(io_err(path))?;
-            }
-        }
-        (p.fs_type, p.label, p.uuid) = summary(p.content.as_ref());
-    }
+    let ss = u64::from(logical_sector_size);
     if disk.table.is_none() {
-        disk.whole_disk = at_zero;
+        disk.whole_disk = t.at_zero;
+        if let Some(Content::MdMember { metadata, .. }) = &disk.whole_disk {
+            disk.whole_disk_md = Some(member_state(r, Bytes(0), size, metadata));
+        }
     } else if let Some((offset, c)) =
         identify::md_at_end(r, Bytes(0), size).map_err(io_err(path))?
     {
         // An md superblock at the disk's end outside every partition: a whole-disk member
         // whose array holds the table (XCP-ng's own software RAID).
-        if !ranges
-            .iter()
-            .any(|(s, l)| offset.0 >= *s && offset.0 < s + l)
-        {
+        let inside = |p: &Partition| {
+            let s = Lba(p.start_lba).bytes(ss).0;
+            offset.0 >= s && offset.0 < s + p.size_bytes
+        };
+        if !disk.partitions.iter().any(inside) {
+            if let Content::MdMember { metadata, .. } = &c {
+                disk.whole_disk_md = Some(member_state(r, Bytes(0), size, metadata));
+            }
             disk.whole_disk = Some(c);
         }
     }
@@ -272,8 +304,149 @@ pub fn inspect<R: Read + Seek>(
     Ok(disk)
 }
 
+/// How deep a probe looks. A PV on the disk itself is read on into its VG and LVs; inside
+/// an LV (a VM's own disk) a PV is only named, so one level of nesting is all there is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Level {
+    Disk,
+    InsideLv,
+}
+
+/// A block range's partition table, its partitions with their content, and the signature
+/// at its start: the part of inspection a disk and an LV (a VM's disk) share.
+struct TableRead {
+    table: Option<String>,
+    disk_guid: Option<String>,
+    partitions: Vec<Partition>,
+    at_zero: Option<Content>,
+    problems: Vec<String>,
+}
+
+fn read_table<R: Read + Seek>(
+    r: &mut R,
+    size: Bytes,
+    logical_sector_size: u32,
+    level: Level,
+) -> io::Result<TableRead> {
+    let ss = u64::from(logical_sector_size);
+    let mut t = TableRead {
+        table: None,
+        disk_guid: None,
+        partitions: Vec::new(),
+        at_zero: None,
+        problems: Vec::new(),
+    };
+    match gpt::read(r, Some(logical_sector_size)) {
+        Ok(g) => {
+            t.table = Some("gpt".into());
+            t.disk_guid = Some(g.disk_guid.to_string());
+            if g.header_source == gpt::HeaderSource::Backup {
+                t.problems.push(
+                    "primary GPT header is damaged; read the backup header at the end of the disk"
+                        .into(),
+                );
+            }
+            for p in &g.partitions {
+                t.partitions.push(Partition {
+                    number: p.number,
+                    start_lba: p.first_lba.0,
+                    size_bytes: p.size_bytes(logical_sector_size).0,
+                    type_guid: Some(p.type_guid.to_string()),
+                    name: Some(p.name.clone()),
+                    attributes: p.attributes,
+                    ..Partition::default()
+                });
+            }
+        }
+        Err(gpt::GptError::NotFound) => {}
+        // An LV that leaves this disk reads as ending there: no table readable here.
+        Err(gpt::GptError::Io(e)) if short(&e, level) => {}
+        Err(gpt::GptError::Io(e)) => return Err(e),
+        Err(other) => t.problems.push(other.to_string()),
+    }
+    t.at_zero = identify::probe(r, Bytes(0), size, level)?;
+    if t.table.is_none()
+        && t.problems.is_empty()
+        && !matches!(t.at_zero, Some(Content::Vfat { .. }))
+    {
+        match mbr::read(r, logical_sector_size) {
+            Ok(m) if !m.is_protective() && !m.partitions.is_empty() => {
+                t.table = Some("mbr".into());
+                for p in m.partitions.iter().filter(|p| !p.is_extended()) {
+                    t.partitions.push(Partition {
+                        number: p.number,
+                        start_lba: p.start_lba.0,
+                        size_bytes: p.size_bytes(logical_sector_size).0,
+                        mbr_type: Some(p.type_byte),
+                        // Same meaning as GPT bit 2, so the report has one place to look.
+                        attributes: if p.active {
+                            1 << gpt::ATTR_LEGACY_BIOS_BOOTABLE
+                        } else {
+                            0
+                        },
+                        ..Partition::default()
+                    });
+                }
+            }
+            Ok(m) if m.is_protective() => {
+                if t.problems.is_empty() {
+                    t.problems.push("protective MBR (type 0xEE) found but no GPT header at either end: the GPT was wiped or the sector size is wrong".into());
+                }
+            }
+            Ok(_) | Err(mbr::MbrError::NoSignature) => {}
+            Err(mbr::MbrError::Io(e)) if short(&e, level) => {}
+            Err(mbr::MbrError::Io(e)) => return Err(e),
+        }
+    }
+    for p in &mut t.partitions {
+        let start = Bytes(p.start_lba.saturating_mul(ss));
+        p.content = identify::probe(r, start, Bytes(p.size_bytes), level)?;
+        if let Some(Content::MdMember {
+            data_offset,
+            metadata,
+            ..
+        }) = &p.content
+        {
+            p.md = Some(member_state(r, start, Bytes(p.size_bytes), metadata));
+            if *data_offset < p.size_bytes {
+                let inner_size = Bytes(p.size_bytes - data_offset);
+                let inner_start = Bytes(start.0.saturating_add(*data_offset));
+                p.inner = identify::probe_plain(r, inner_start, inner_size, level)?;
+            }
+        }
+        (p.fs_type, p.label, p.uuid) = summary(p.content.as_ref());
+    }
+    Ok(t)
+}
+
+/// A read past the end of an LV's part on this disk: no table to read there. On a disk a
+/// short read stays an error.
+fn short(e: &io::Error, level: Level) -> bool {
+    level == Level::InsideLv && e.kind() == io::ErrorKind::UnexpectedEof
+}
+
+/// The full superblock of a member found by its magic; a damaged one says why.
+fn member_state<R: Read + Seek>(
+    r: &mut R,
+    start: Bytes,
+    size: Bytes,
+    metadata: &str,
+) -> MdMemberState {
+    let Ok(version) = metadata.parse::<md::MetadataVersion>() else {
+        return MdMemberState {
+            problem: Some(format!("unknown metadata version {metadata}")),
+            ..Default::default()
+        };
+    };
+    let mut range = crate::formats::Window::new(&mut *r, start.0, size.0);
+    match md::read_version(&mut range, size.sectors_floor(), version) {
+        Ok(sb) => MdMemberState::of(&sb),
+        Err(e) => MdMemberState::unreadable(&e),
+    }
+}
+
 /// blkid's TYPE, LABEL and UUID for a content.
-fn summary(c: Option<&Content>) -> (Option<String>, Option<String>, Option<String>) {
+pub(crate) fn summary(c: Option<&Content>) -> (Option<String>, Option<String>, Option<String>) {
     match c {
         None => (None, None, None),
         Some(Content::Ext {
@@ -392,7 +565,7 @@ fn recognize_xenserver(parts: &mut [Partition]) -> Option<XenServer> {
 /// becomes a [`Content`]. The formats themselves are read by `crate::formats`, each over a
 /// [`crate::formats::Window`] on the range.
 mod identify {
-    use super::Content;
+    use super::{Content, Level};
     use crate::formats::md::{self, MetadataVersion};
     use crate::formats::{ext, lvm, swap, vfat, Window};
     use crate::units::Bytes;
@@ -408,6 +581,7 @@ mod identify {
         r: &mut R,
         start: Bytes,
         size: Bytes,
+        level: Level,
     ) -> io::Result<Option<Content>> {
         let mut range = Window::new(&mut *r, start.0, size.0);
         for version in MD_AT_START {
@@ -418,7 +592,7 @@ mod identify {
         if let Some((_, c)) = md_at_end(r, start, size)? {
             return Ok(Some(c));
         }
-        probe_plain(r, start, size)
+        probe_plain(r, start, size, level)
     }
 
     /// Like [`probe`] without md (used inside an md member's data area).
@@ -426,12 +600,19 @@ mod identify {
         r: &mut R,
         start: Bytes,
         size: Bytes,
+        level: Level,
     ) -> io::Result<Option<Content>> {
-        let mut range = Window::new(r, start.0, size.0);
+        let mut range = Window::new(&mut *r, start.0, size.0);
         if let Some(pv) = lvm::probe(&mut range)? {
+            let (vg, problems) = match level {
+                Level::Disk => super::lvm::volume_group(r, start.0, size.0),
+                Level::InsideLv => (None, Vec::new()),
+            };
             return Ok(Some(Content::LvmPv {
                 pv_uuid: pv.pv_uuid,
                 vg_name: pv.vg_name,
+                vg: vg.map(Box::new),
+                problems,
             }));
         }
         if let Some(fs) = ext::probe(&mut range)? {

@@ -5,15 +5,18 @@
 //! `Read + Seek` / `Write + Seek`); `sys` is the only module that issues syscalls beyond
 //! plain file I/O; `inspect`, `copier` and `init` orchestrate.
 
+pub mod arrays;
 pub mod clone;
 pub mod cmdline;
 pub mod convert;
 pub mod copier;
 pub mod devices;
 pub mod formats;
+pub mod heartbeat;
 pub mod init;
 pub mod inspect;
 pub mod kmod;
+pub mod replace;
 pub mod report;
 pub mod stick;
 pub mod sys;

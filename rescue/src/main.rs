@@ -37,12 +37,14 @@ fn main() -> anyhow::Result<()> {
                 action: "inspect".into(),
                 ..Default::default()
             };
+            let mut found = Vec::new();
             for path in &disks {
                 match rescue::inspect::inspect_path(path) {
-                    Ok(d) => report.disks.push(d),
+                    Ok(d) => found.push(d),
                     Err(e) => report.errors.push(format!("{}: {e}", path.display())),
                 }
             }
+            report.set_disks(found);
             report.ok = report.errors.is_empty();
             for line in report.human_lines() {
                 eprintln!("{line}");

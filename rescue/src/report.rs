@@ -2,7 +2,8 @@
 //! `RESCUE-REPORT <single-line JSON>` that tests and operators' tooling parse.
 
 use crate::cmdline::Plan;
-use crate::inspect::Disk;
+use crate::inspect::{Content, Disk, LvContent};
+use crate::units::Bytes;
 use serde::{Deserialize, Serialize};
 
 /// The prefix of the one machine-readable line.
@@ -31,12 +32,24 @@ pub struct Report {
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,
+    /// Every md array the disks hold members of, per array in sync, stale and missing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arrays: Vec<crate::arrays::ArrayView>,
     /// What `rescue.action=convert` planned and did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub convert: Option<crate::convert::ConvertReport>,
+    /// What `rescue.action=replace` planned and did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replace: Option<crate::replace::ReplaceReport>,
 }
 
 impl Report {
+    /// The disks found, and the md arrays their members make up.
+    pub fn set_disks(&mut self, disks: Vec<Disk>) {
+        self.arrays = crate::arrays::arrays(&disks);
+        self.disks = disks;
+    }
+
     /// The machine line: the marker and the JSON on one line.
     pub fn machine_line(&self) -> String {
         // Serializing these plain types cannot fail; keep a valid line regardless.
@@ -65,6 +78,9 @@ impl Report {
         for d in &self.disks {
             lines.extend(disk_lines(d));
         }
+        for a in &self.arrays {
+            lines.push(format!("  {}", crate::arrays::human_line(a)));
+        }
         lines
     }
 
@@ -79,7 +95,7 @@ impl Report {
 }
 
 fn disk_lines(d: &Disk) -> Vec<String> {
-    let bytes = crate::units::Bytes(d.size_bytes);
+    let bytes = Bytes(d.size_bytes);
     let mut what = match &d.table {
         Some(t) => format!(
             "{} table, {} partitions",
@@ -127,10 +143,124 @@ fn disk_lines(d: &Disk) -> Vec<String> {
             "    {:>2}: start {} size {} {fs}{label}{role}",
             p.number,
             p.start_lba,
-            crate::units::Bytes(p.size_bytes)
+            Bytes(p.size_bytes)
         ));
+        for c in [&p.content, &p.inner].into_iter().flatten() {
+            lines.extend(lvm_lines(c, "        "));
+        }
+    }
+    if let Some(c) = &d.whole_disk {
+        lines.extend(lvm_lines(c, "    "));
     }
     lines
+}
+
+/// A PV's VG and LVs, each LV with where it lies and what it holds.
+fn lvm_lines(c: &Content, indent: &str) -> Vec<String> {
+    let Content::LvmPv { vg, problems, .. } = c else {
+        return Vec::new();
+    };
+    let mut lines: Vec<String> = problems
+        .iter()
+        .map(|p| format!("{indent}problem: {p}"))
+        .collect();
+    let Some(vg) = vg else {
+        return lines;
+    };
+    let at = vg
+        .pe_start_offset
+        .map(|o| format!(", first extent at byte {o}"))
+        .unwrap_or_default();
+    lines.push(format!(
+        "{indent}VG {}: {} LVs, {} extents, this PV is {} ({} in the VG){at}",
+        vg.name,
+        vg.lvs.len(),
+        Bytes(vg.extent_size_bytes),
+        vg.pv_name.as_deref().unwrap_or("not listed"),
+        vg.pv_count,
+    ));
+    for lv in &vg.lvs {
+        let segs: Vec<String> = lv
+            .segments
+            .iter()
+            .flat_map(|s| {
+                let kind = s.kind.as_str();
+                let unmapped = (s.stripes.is_empty()).then(|| format!("{kind} segment"));
+                s.stripes
+                    .iter()
+                    .map(|st| {
+                        let end = st.first_pe.saturating_add(st.pe_count).saturating_sub(1);
+                        let at = st.disk_offset.map(|o| format!(" @{o}")).unwrap_or_default();
+                        format!("{}:{}-{end}{at}", st.pv, st.first_pe)
+                    })
+                    .chain(unmapped)
+            })
+            .collect();
+        lines.push(format!(
+            "{indent}  LV {} {} [{}]: {}",
+            lv.name,
+            Bytes(lv.size_bytes),
+            segs.join(" "),
+            lv_content_text(&lv.content)
+        ));
+        if let LvContent::PartitionTable { partitions, .. } = &lv.content {
+            for p in partitions {
+                let fs = p.fs_type.as_deref().unwrap_or("-");
+                let label = p
+                    .label
+                    .as_deref()
+                    .map(|l| format!(" label {l}"))
+                    .unwrap_or_default();
+                let disk = p
+                    .disk_offset
+                    .map(|o| format!(", disk offset {o}"))
+                    .unwrap_or_else(|| ", not one run on this disk".into());
+                lines.push(format!(
+                    "{indent}    {:>2}: start {} size {} {fs}{label}: LV offset {}{disk}",
+                    p.number,
+                    p.start_lba,
+                    Bytes(p.size_bytes),
+                    p.lv_offset
+                ));
+            }
+        }
+        for p in &lv.problems {
+            lines.push(format!("{indent}    problem: {p}"));
+        }
+    }
+    lines
+}
+
+fn lv_content_text(c: &LvContent) -> String {
+    match c {
+        LvContent::PartitionTable {
+            table, partitions, ..
+        } => format!(
+            "{} table, {} partition{}",
+            table.to_uppercase(),
+            partitions.len(),
+            if partitions.len() == 1 { "" } else { "s" }
+        ),
+        LvContent::Filesystem { content } => {
+            let (fs, label, _) = crate::inspect::summary(Some(content));
+            let label = label.map(|l| format!(" label {l}")).unwrap_or_default();
+            format!("{}{label}", fs.unwrap_or_default())
+        }
+        LvContent::Vhd(v) => {
+            let parent = v
+                .parent_uuid
+                .as_deref()
+                .map(|p| format!(", parent {p}"))
+                .unwrap_or_default();
+            let bad = if v.checksums_ok { "" } else { ", BAD CHECKSUM" };
+            format!(
+                "VHD {}, virtual size {}{parent}{bad}",
+                v.disk_type,
+                Bytes(v.virtual_size_bytes)
+            )
+        }
+        LvContent::Unknown => "unknown content".into(),
+    }
 }
 
 #[cfg(test)]

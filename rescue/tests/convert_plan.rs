@@ -8,8 +8,10 @@ use inspect_util::*;
 use rescue::convert::plan::{self, ArrayRole, Options, Payload, PlanError, SourceFacts};
 use rescue::formats::{gpt, md};
 use rescue::inspect::{inspect_path, Disk};
+use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
+use std::process::Command;
 
 const MIB: u64 = 1 << 20;
 
@@ -61,13 +63,26 @@ fn blank(dir: &TempDir, name: &str, size: u64) -> (std::path::PathBuf, Disk) {
     (img, d)
 }
 
+/// The plan with the rescue's defaults (bitmaps on).
 fn make_plan(src_img: &Path, mirror: &Disk) -> Result<plan::ConvertPlan, PlanError> {
+    make_plan_with(
+        src_img,
+        mirror,
+        Options {
+            attach_source: true,
+            bitmap: true,
+            ..Default::default()
+        },
+    )
+}
+
+fn make_plan_with(
+    src_img: &Path,
+    mirror: &Disk,
+    opts: Options,
+) -> Result<plan::ConvertPlan, PlanError> {
     let source = inspect_path(src_img).unwrap();
     let table = gpt::read(&mut File::open(src_img).unwrap(), Some(512)).unwrap();
-    let opts = Options {
-        attach_source: true,
-        ..Default::default()
-    };
     let mut seed = gpt::GuidSource::Seeded(7);
     plan::plan(
         &source,
@@ -125,10 +140,11 @@ fn check_layout(p: &plan::ConvertPlan, mirror_size: u64) {
         let geo = md::geometry(
             plan::parse_metadata_version(&a.metadata).unwrap(),
             rescue::units::Sectors(a.member_size_bytes / 512),
-            false,
+            a.bitmap,
         )
         .unwrap();
         assert_eq!(geo.array_size.bytes().0, a.data_size_bytes);
+        assert_eq!(geo.bitmap.is_some(), a.bitmap, "{:?}", a.role);
     }
     let boot = p
         .partitions
@@ -140,6 +156,157 @@ fn check_layout(p: &plan::ConvertPlan, mirror_size: u64) {
         "md on the BIOS boot partition would be overwritten by grub-install"
     );
     assert_eq!(boot.type_guid, gpt::types::BIOS_BOOT);
+}
+
+/// `key : value` lines of mdadm's output, first occurrence of each key.
+fn fields(text: &str) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once(" : ") {
+            m.entry(k.trim().to_string())
+                .or_insert_with(|| v.trim().to_string());
+        }
+    }
+    m
+}
+
+/// Leading (signed) number of a value such as "-16 sectors from superblock".
+fn num(v: &str) -> i64 {
+    v.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+/// What mdadm says of a member's bitmap: `--examine` finds it where mdadm itself would
+/// put it for the metadata version, `--examine-bitmap` finds it covering the whole
+/// array, clean, in step with the superblock. Without one, mdadm finds none.
+fn check_bitmap(dev: &str, a: &plan::PlannedArray) {
+    let ex = run("mdadm", &["--examine", dev]);
+    let m = fields(&ex);
+    let out = Command::new("mdadm")
+        .args(["--examine-bitmap", dev])
+        .output()
+        .unwrap();
+    let xb = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ctx = format!("{:?} {}\n{ex}\n{xb}", a.role, a.metadata);
+    if a.metadata != "0.90" {
+        let want = if a.bitmap { "0x1" } else { "0x0" };
+        assert_eq!(m["Feature Map"], want, "{ctx}");
+    }
+    if !a.bitmap {
+        assert!(!m.contains_key("Internal Bitmap"), "{ctx}");
+        assert!(!out.status.success(), "{ctx}");
+        return;
+    }
+    let bitmap = &m["Internal Bitmap"];
+    let x = fields(&xb);
+    assert!(out.status.success(), "{ctx}");
+    let bits = a.data_size_bytes.div_ceil(64 * MIB);
+    match a.metadata.as_str() {
+        // In the 64 KiB 0.90 reserves at the end, right after its superblock.
+        "0.90" => assert_eq!(bitmap, "present", "{ctx}"),
+        // Between the data's end and the superblock, before the bad-block log.
+        "1.0" => {
+            assert_eq!(bitmap, "-16 sectors from superblock", "{ctx}");
+            let data_end = num(&m["Avail Dev Size"]);
+            assert!(num(&m["Super Offset"]) - 16 >= data_end, "{ctx}");
+        }
+        // Right after the superblock, ending before the data.
+        "1.2" => {
+            assert_eq!(bitmap, "8 sectors from superblock", "{ctx}");
+            let space = (bits.div_ceil(8) + 256).next_multiple_of(4096) / 512;
+            assert!(8 + 8 + space as i64 <= num(&m["Data Offset"]), "{ctx}");
+        }
+        other => panic!("metadata {other}"),
+    }
+    assert_eq!(x["UUID"], a.uuid, "{ctx}");
+    assert_eq!(x["State"], "OK", "{ctx}");
+    assert_eq!(
+        (x["Events"].as_str(), x["Events Cleared"].as_str()),
+        (m["Events"].as_str(), m["Events"].as_str()),
+        "{ctx}"
+    );
+    // mdadm's own choice for arrays this small: its 64 MiB floor.
+    assert_eq!(x["Chunksize"], "64 MB", "{ctx}");
+    assert_eq!(
+        num(&x["Sync Size"]) as u64,
+        a.data_size_bytes / 1024,
+        "{ctx}"
+    );
+    assert_eq!(
+        x["Bitmap"],
+        format!("{bits} bits (chunks), 0 dirty (0.0%)"),
+        "{ctx}"
+    );
+}
+
+/// Writes the plan's table and the mirror's superblocks as the conversion does (then the
+/// source's over them), and checks them with `sgdisk -v`, `mdadm --examine` and
+/// `mdadm --examine-bitmap`.
+fn write_mirror_and_check(plan: &plan::ConvertPlan, mirror_img: &Path) {
+    let mut f = File::options()
+        .read(true)
+        .write(true)
+        .open(mirror_img)
+        .unwrap();
+    rescue::convert::write_table(&mut f, plan, false).unwrap();
+    drop(f);
+    let v = run("sgdisk", &["-v", p(mirror_img)]);
+    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
+    for x in &plan.partitions {
+        let i = sgdisk_info(mirror_img, x.number);
+        assert_eq!(
+            (i.first, i.last),
+            (x.start_lba, x.start_lba + x.size_bytes / 512 - 1),
+            "partition {}",
+            x.number
+        );
+    }
+    for a in &plan.arrays {
+        let x = plan
+            .partitions
+            .iter()
+            .find(|x| x.number == a.partition)
+            .unwrap();
+        let lo = Loop::new(mirror_img, x.start_lba * 512, x.size_bytes);
+        rescue::convert::write_superblock(Path::new(&lo.0), plan, a, false).unwrap();
+        let ex = run("mdadm", &["--examine", &lo.0]);
+        let version = if a.metadata == "0.90" {
+            "0.90.00"
+        } else {
+            &a.metadata
+        };
+        assert!(ex.contains(&format!("Version : {version}")), "{ex}");
+        assert!(ex.contains(&format!("UUID : {}", a.uuid)), "{ex}");
+        assert!(
+            ex.contains("Raid Level : raid1") && ex.contains("Raid Devices : 2"),
+            "{ex}"
+        );
+        assert!(ex.contains("- correct"), "checksum: {ex}");
+        assert!(
+            ex.contains(&format!("Array Size : {} ", a.data_size_bytes / 1024)),
+            "{ex}"
+        );
+        if a.metadata == "0.90" {
+            // Autodetection starts it as /dev/md<role index>, the device the target names.
+            assert!(
+                ex.contains(&format!("Preferred Minor : {}", a.role.md_index())),
+                "{ex}"
+            );
+        } else {
+            assert!(
+                ex.contains(&format!("Name : xenserver:{}", a.role.as_str())),
+                "{ex}"
+            );
+            assert!(ex.contains("Array State : A."), "{ex}");
+        }
+        check_bitmap(&lo.0, a);
+        // The source's member (the spare the kernel recovers onto) carries the same.
+        rescue::convert::write_superblock(Path::new(&lo.0), plan, a, true).unwrap();
+        check_bitmap(&lo.0, a);
+    }
 }
 
 #[test]
@@ -225,51 +392,117 @@ fn written_table_and_superblocks_pass_sgdisk_and_mdadm() {
     let src = xs7(&dir, size, false);
     let (mirror_img, mirror) = blank(&dir, "mirror.img", size);
     let plan = make_plan(&src, &mirror).unwrap();
-    let mut f = File::options()
-        .read(true)
-        .write(true)
-        .open(&mirror_img)
-        .unwrap();
-    rescue::convert::write_table(&mut f, &plan, false).unwrap();
-    drop(f);
-    let v = run("sgdisk", &["-v", p(&mirror_img)]);
-    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
-    for x in &plan.partitions {
-        let i = sgdisk_info(&mirror_img, x.number);
-        assert_eq!(
-            (i.first, i.last),
-            (x.start_lba, x.start_lba + x.size_bytes / 512 - 1),
-            "partition {}",
-            x.number
+    assert!(
+        plan.arrays.iter().all(|a| a.bitmap),
+        "bitmaps are the default"
+    );
+    write_mirror_and_check(&plan, &mirror_img);
+}
+
+/// `rescue.bitmap=no`: no bitmap on any array, whatever its metadata version.
+#[test]
+fn without_bitmaps_mdadm_finds_none() {
+    let dir = TempDir::new("plan-nobitmap");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, false);
+    let (mirror_img, mirror) = blank(&dir, "mirror.img", size);
+    let opts = Options {
+        attach_source: true,
+        bitmap: false,
+        // All three versions: 1.0 root and backup, 1.2 swap and SR, 0.90 logs.
+        metadata: BTreeMap::from([(ArrayRole::Logs, md::MetadataVersion::V0_90)]),
+        ..Default::default()
+    };
+    let plan = make_plan_with(&src, &mirror, opts).unwrap();
+    check_layout(&plan, size);
+    let versions: Vec<&str> = plan.arrays.iter().map(|a| a.metadata.as_str()).collect();
+    assert_eq!(versions, ["1.0", "1.0", "0.90", "1.2", "1.2"]);
+    assert!(plan.arrays.iter().all(|a| !a.bitmap));
+    let lines = plan.human_lines();
+    let arrays: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("plan: array "))
+        .collect();
+    assert_eq!(arrays.len(), 5);
+    assert!(
+        arrays.iter().all(|l| l.contains(" no bitmap ")),
+        "{lines:#?}"
+    );
+    write_mirror_and_check(&plan, &mirror_img);
+}
+
+/// With a bitmap each array still holds its content, for every metadata version, and
+/// the layout still fits an equal-size mirror, the room coming from the unused backup.
+#[test]
+fn bitmaps_fit_every_metadata_version_on_an_equal_mirror() {
+    let dir = TempDir::new("plan-bitmap-fit");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, false);
+    let (_, mirror) = blank(&dir, "mirror.img", size);
+    for v in [
+        md::MetadataVersion::V0_90,
+        md::MetadataVersion::V1_0,
+        md::MetadataVersion::V1_2,
+    ] {
+        let opts = |bitmap| Options {
+            attach_source: true,
+            bitmap,
+            metadata: ArrayRole::ALL.into_iter().map(|r| (r, v)).collect(),
+            ..Default::default()
+        };
+        let with = make_plan_with(&src, &mirror, opts(true)).unwrap();
+        let without = make_plan_with(&src, &mirror, opts(false)).unwrap();
+        // check_layout: data size >= content, and the geometry has the bitmap.
+        check_layout(&with, size);
+        assert!(
+            with.room.contains("backup partition 2"),
+            "{v}: {}",
+            with.room
         );
-    }
-    for a in &plan.arrays {
-        let x = plan
-            .partitions
+        for (a, b) in with.arrays.iter().zip(&without.arrays) {
+            assert_eq!(a.metadata, v.to_string());
+            assert!(a.bitmap && !b.bitmap);
+            assert!(
+                a.member_size_bytes >= b.member_size_bytes,
+                "{v} {:?}: a bitmap never needs a smaller member",
+                a.role
+            );
+            let geo =
+                md::geometry(v, rescue::units::Sectors(a.member_size_bytes / 512), true).unwrap();
+            let bm = geo.bitmap.unwrap();
+            let start = bm.start(geo.super_offset).unwrap();
+            // The bitmap lies outside the array's data on every version.
+            let data = geo.data_offset.0..geo.data_offset.0 + geo.array_size.0;
+            let bitmap = start.0..start.0 + bm.space.0;
+            assert!(
+                bitmap.end <= data.start || bitmap.start >= data.end,
+                "{v} {:?}: bitmap {bitmap:?} overlaps data {data:?}",
+                a.role
+            );
+        }
+        assert!(with
+            .human_lines()
             .iter()
-            .find(|x| x.number == a.partition)
-            .unwrap();
-        let lo = Loop::new(&mirror_img, x.start_lba * 512, x.size_bytes);
-        rescue::convert::write_superblock(Path::new(&lo.0), &plan, a, false).unwrap();
-        let ex = run("mdadm", &["--examine", &lo.0]);
-        assert!(ex.contains(&format!("Version : {}", a.metadata)), "{ex}");
-        assert!(ex.contains(&format!("Array UUID : {}", a.uuid)), "{ex}");
-        assert!(
-            ex.contains(&format!("Name : xenserver:{}", a.role.as_str())),
-            "{ex}"
-        );
-        assert!(
-            ex.contains("Raid Level : raid1") && ex.contains("Raid Devices : 2"),
-            "{ex}"
-        );
-        assert!(ex.contains("- correct"), "checksum: {ex}");
-        assert!(ex.contains("Array State : A."), "{ex}");
-        assert!(
-            ex.contains(&format!("Array Size : {} KiB", a.data_size_bytes / 1024)),
-            "{ex}"
-        );
+            .filter(|l| l.starts_with("plan: array "))
+            .all(|l| l.contains(&format!("metadata {v} bitmap internal uuid"))));
     }
-    let _ = src;
+}
+
+/// A journal written before bitmaps existed: its arrays read back without one, as
+/// their members were written.
+#[test]
+fn a_plan_from_before_bitmaps_reads_back_without_them() {
+    let dir = TempDir::new("plan-old-journal");
+    let size = 224 * MIB;
+    let src = xs7(&dir, size, false);
+    let (_, mirror) = blank(&dir, "mirror.img", size);
+    let plan = make_plan(&src, &mirror).unwrap();
+    let mut v = serde_json::to_value(&plan).unwrap();
+    for a in v["arrays"].as_array_mut().unwrap() {
+        assert!(a.as_object_mut().unwrap().remove("bitmap").is_some());
+    }
+    let old: plan::ConvertPlan = serde_json::from_value(v).unwrap();
+    assert!(old.arrays.iter().all(|a| !a.bitmap));
 }
 
 #[test]
@@ -375,45 +608,14 @@ fn six_x_gets_the_extlinux_chain_aligned_layout_and_a_0_90_root() {
         .iter()
         .any(|l| l.contains("boot chain: extlinux")));
 
-    // What is written passes sgdisk (attribute included) and mdadm (0.90 on root).
-    let mut f = File::options()
-        .read(true)
-        .write(true)
-        .open(&mirror_img)
-        .unwrap();
-    rescue::convert::write_table(&mut f, &plan, false).unwrap();
-    drop(f);
-    let v = run("sgdisk", &["-v", p(&mirror_img)]);
-    assert!(v.contains("No problems found"), "sgdisk -v: {v}");
+    // What is written passes sgdisk (attribute included) and mdadm (0.90 on root, with
+    // its bitmap).
+    assert!(plan.arrays.iter().all(|a| a.bitmap));
+    write_mirror_and_check(&plan, &mirror_img);
     let attrs = run("sgdisk", &["-A", "1:show", p(&mirror_img)]);
     assert!(attrs.contains("legacy BIOS bootable"), "{attrs}");
     let attrs = run("sgdisk", &["-A", "2:show", p(&mirror_img)]);
     assert!(!attrs.contains("legacy BIOS bootable"), "{attrs}");
-    for a in &plan.arrays {
-        let x = plan
-            .partitions
-            .iter()
-            .find(|x| x.number == a.partition)
-            .unwrap();
-        let lo = Loop::new(&mirror_img, x.start_lba * 512, x.size_bytes);
-        rescue::convert::write_superblock(Path::new(&lo.0), &plan, a, false).unwrap();
-        let ex = run("mdadm", &["--examine", &lo.0]);
-        let want = if a.metadata == "0.90" {
-            "Version : 0.90.00".to_string()
-        } else {
-            format!("Version : {}", a.metadata)
-        };
-        assert!(ex.contains(&want), "{:?}: {ex}", a.role);
-        if a.role == ArrayRole::Root {
-            // Autodetection starts it as /dev/md0, the device the boot entries name.
-            assert!(ex.contains("Preferred Minor : 0"), "{ex}");
-        }
-        assert!(
-            ex.contains(&format!("UUID : {}", a.uuid)),
-            "{:?}: {ex}",
-            a.role
-        );
-    }
 }
 
 /// A resumed job finds its disks by identity; their kernel names may have swapped since

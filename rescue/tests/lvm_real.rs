@@ -1,13 +1,15 @@
 //! LVM2 PVs made by the real `pvcreate`/`vgcreate`/`lvcreate` on loop devices (activation
 //! off: the host has no device-mapper): our extents against `lvs`/`pvs`/`vgs`, a clone
-//! checked with `pvs`, `pvck`, `vgck`, `lvs` and LV checksums, and metadata that wraps
-//! around the ring buffer.
+//! checked with `pvs`, `pvck`, `vgck`, `lvs` and LV checksums, metadata that wraps
+//! around the ring buffer, and inspect inside the LVs against `lvs`, `blkid` and
+//! `qemu-img`.
 
 mod clone_support;
 
 use clone_support::{pseudo_random, run, sparse_file, try_run, Loop, TempDir};
 use rescue::clone::{clone_with, CloneArgs, Kind};
 use rescue::formats::lvm;
+use rescue::inspect::{inspect_path, Content, LvContent};
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -237,4 +239,227 @@ fn metadata_that_wraps_around_the_ring_is_read() {
     );
     assert_eq!(v.allocated_extents().unwrap()["pv0"], want);
     let _ = try_run("vgremove", &["--devices", d, "--config", CONF, "-y", &vg]);
+}
+
+/// Inspect inside a VG the real tools made, on a disk whose partition 1 is the PV: LV sizes
+/// and segments against `lvs`, the first extent against `pvs`; a GPT + ext4 VM disk written
+/// into a two-segment LV at offsets taken from `lvs` (not from our map), found with its
+/// partition's offsets, which `blkid` confirms on the disk image; a dynamic VHD made by
+/// `qemu-img` with the virtual size and block size `qemu-img info` gives.
+#[test]
+fn inspect_sees_inside_lvs_made_by_lvm() {
+    let t = TempDir::new("lvm-inspect");
+    let vg = format!("rescueinsp{}", std::process::id());
+    let conf = format!("{CONF} backup {{ backup = 0 archive = 0 }}");
+    let pv = t.path("pv.img");
+    sparse_file(&pv, 64 * MIB);
+    let (ranges, sizes, pe_start, seqno);
+    {
+        let lp = Loop::attach(&pv);
+        let d = lp.0.as_str();
+        let lvm = |tool: &str, args: &[&str]| {
+            let mut a = vec!["--devices", d, "--config", &conf];
+            a.extend_from_slice(args);
+            run(tool, &a)
+        };
+        lvm("pvcreate", &["--metadatasize", "1M", d]);
+        lvm("vgcreate", &["-s", "1M", &vg, d]);
+        // vm gets one extent, VHD-1 the next four, then vm grows: two segments.
+        for (name, size) in [("vm", "1M"), ("VHD-1", "4M")] {
+            lvm("lvcreate", &["-an", "-Zn", "-L", size, "-n", name, &vg]);
+        }
+        lvm("lvextend", &["-L", "12M", &format!("{vg}/vm")]);
+        ranges = lvs_ranges(d, &vg);
+        sizes = lvm(
+            "lvs",
+            &[
+                "--noheadings",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "lv_name,lv_size",
+                &vg,
+            ],
+        );
+        pe_start = lvm(
+            "pvs",
+            &[
+                "--noheadings",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "pe_start",
+                d,
+            ],
+        )
+        .trim()
+        .parse::<u64>()
+        .unwrap();
+        seqno = lvm("vgs", &["--noheadings", "-o", "vg_seqno", &vg]);
+    }
+    assert_eq!(ranges["vm"].len(), 2, "{ranges:?}");
+
+    // LV contents, written extent by extent where `lvs` says they are.
+    let write_lv = |name: &str, data: &[u8]| {
+        let f = std::fs::OpenOptions::new().write(true).open(&pv).unwrap();
+        let mut le = 0usize;
+        for &(a, b) in &ranges[name] {
+            for pe in a..=b {
+                let chunk = &data[(le * MIB as usize).min(data.len())
+                    ..((le + 1) * MIB as usize).min(data.len())];
+                f.write_all_at(chunk, pe_start + pe * MIB).unwrap();
+                le += 1;
+            }
+        }
+    };
+    let vm = t.path("vm.img");
+    sparse_file(&vm, 12 * MIB);
+    let last = (12 * MIB / 512 - 34).to_string();
+    run(
+        "sgdisk",
+        &[
+            "-o",
+            "-a",
+            "2048",
+            &format!("--new=1:2048:{last}"),
+            "--typecode=1:8300",
+            "--change-name=1:vm-root",
+            vm.to_str().unwrap(),
+        ],
+    );
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            "vm-root",
+            "-E",
+            "offset=1048576",
+            vm.to_str().unwrap(),
+            "10M",
+        ],
+    );
+    write_lv("vm", &std::fs::read(&vm).unwrap());
+    let vhd = t.path("d.vhd");
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vpc",
+            "-o",
+            "subformat=dynamic",
+            vhd.to_str().unwrap(),
+            "100M",
+        ],
+    );
+    let info: serde_json::Value = serde_json::from_str(&run(
+        "qemu-img",
+        &["info", "--output=json", vhd.to_str().unwrap()],
+    ))
+    .unwrap();
+    write_lv("VHD-1", &std::fs::read(&vhd).unwrap());
+
+    // The disk: a GPT whose partition 1 (from 1 MiB) is the PV.
+    let disk = t.path("disk.img");
+    sparse_file(&disk, 80 * MIB);
+    run(
+        "sgdisk",
+        &["-n1:2048:+64M", "-t1:8e00", disk.to_str().unwrap()],
+    );
+    std::fs::File::options()
+        .write(true)
+        .open(&disk)
+        .unwrap()
+        .write_all_at(&std::fs::read(&pv).unwrap(), MIB)
+        .unwrap();
+
+    let d = inspect_path(&disk).unwrap();
+    let Some(Content::LvmPv {
+        vg: Some(v),
+        problems,
+        ..
+    }) = &d.partitions[0].content
+    else {
+        panic!("partition 1 is not a PV with a VG: {d:#?}");
+    };
+    assert!(problems.is_empty(), "{problems:?}");
+    assert_eq!(v.name, vg);
+    assert_eq!(v.seqno, seqno.trim().parse::<u64>().unwrap());
+    assert_eq!(v.pe_start_offset, Some(MIB + pe_start));
+    let want_sizes: BTreeMap<String, u64> = sizes
+        .lines()
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_owned(), it.next()?.parse().ok()?))
+        })
+        .collect();
+    let got_sizes: BTreeMap<String, u64> = v
+        .lvs
+        .iter()
+        .map(|l| (l.name.clone(), l.size_bytes))
+        .collect();
+    assert_eq!(got_sizes, want_sizes);
+    for lv in &v.lvs {
+        let got: Vec<(u64, u64)> = lv
+            .segments
+            .iter()
+            .flat_map(|s| &s.stripes)
+            .map(|s| {
+                assert_eq!(s.disk_offset, Some(MIB + pe_start + s.first_pe * MIB));
+                (s.first_pe, s.first_pe + s.pe_count - 1)
+            })
+            .collect();
+        assert_eq!(got, ranges[&lv.name], "LV {} segments vs lvs", lv.name);
+        assert!(lv.problems.is_empty(), "{lv:?}");
+    }
+
+    let lv = |n: &str| v.lvs.iter().find(|l| l.name == n).unwrap();
+    let LvContent::PartitionTable {
+        table, partitions, ..
+    } = &lv("vm").content
+    else {
+        panic!("vm: {:?}", lv("vm").content);
+    };
+    assert_eq!((table.as_str(), partitions.len()), ("gpt", 1));
+    let p = &partitions[0];
+    assert_eq!(
+        (p.name.as_deref(), p.fs_type.as_deref(), p.label.as_deref()),
+        (Some("vm-root"), Some("ext4"), Some("vm-root"))
+    );
+    assert_eq!(p.lv_offset, MIB);
+    // LE 1 is the first extent of vm's second segment.
+    let at = MIB + pe_start + ranges["vm"][1].0 * MIB;
+    assert_eq!(p.disk_offset, Some(at));
+    let blkid = run(
+        "blkid",
+        &[
+            "-p",
+            "-o",
+            "export",
+            "-O",
+            &at.to_string(),
+            disk.to_str().unwrap(),
+        ],
+    );
+    assert!(blkid.contains("LABEL=vm-root"), "{blkid}");
+    assert!(
+        blkid.contains(&format!("UUID={}", p.uuid.as_deref().unwrap())),
+        "{blkid}"
+    );
+
+    let LvContent::Vhd(h) = &lv("VHD-1").content else {
+        panic!("VHD-1: {:?}", lv("VHD-1").content);
+    };
+    assert_eq!(h.disk_type, "dynamic");
+    assert_eq!(h.footer_offset, 0);
+    assert_eq!(Some(h.virtual_size_bytes), info["virtual-size"].as_u64());
+    assert_eq!(h.block_size.map(u64::from), info["cluster-size"].as_u64());
+    assert!(h.checksums_ok);
 }

@@ -53,7 +53,7 @@ pub(super) fn with_source_root<T>(
     mounted(&part, "source-root", true, "noload", f)
 }
 
-fn mounted<T>(
+pub(crate) fn mounted<T>(
     dev: &Path,
     dir: &str,
     read_only: bool,
@@ -74,7 +74,8 @@ fn mounted<T>(
     r
 }
 
-pub(super) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+pub(crate) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
+    let _running = crate::heartbeat::running(format!("{program} {}", args.join(" ")));
     let (code, out) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
     if code != 0 {
         let tail: Vec<&str> = out

@@ -7,7 +7,7 @@
 //! rescue again with the same arguments resumes the job.
 
 pub mod bootchain;
-mod chroot;
+pub(crate) mod chroot;
 mod configure;
 pub mod journal;
 pub mod plan;
@@ -365,20 +365,38 @@ fn step(
     name: &str,
     f: impl FnOnce() -> Result<String, String>,
 ) -> Result<(), String> {
-    ctx.say(&format!("convert: {name} ..."));
+    run_step(ctx, &mut rep.steps, "convert", name, f)
+}
+
+/// Runs one named step: its start and its outcome with the time taken on the console,
+/// and a [`Step`] in `steps`.
+pub(crate) fn run_step(
+    ctx: &mut dyn Rescue,
+    steps: &mut Vec<Step>,
+    action: &str,
+    name: &str,
+    f: impl FnOnce() -> Result<String, String>,
+) -> Result<(), String> {
+    ctx.say(&format!("{action}: {name} ..."));
     let t = Instant::now();
+    let beat = crate::heartbeat::Heartbeat::start(
+        format!("{action}: {name}"),
+        Duration::from_secs(10),
+        kernel_log_line,
+    );
     let r = f();
+    drop(beat);
     let ok = r.is_ok();
     let detail = match &r {
         Ok(d) => d.clone(),
         Err(e) => e.clone(),
     };
     ctx.say(&format!(
-        "convert: {name} {} in {:.1} s: {detail}",
+        "{action}: {name} {} in {:.1} s: {detail}",
         if ok { "done" } else { "FAILED" },
         t.elapsed().as_secs_f64()
     ));
-    rep.steps.push(Step {
+    steps.push(Step {
         name: name.into(),
         ok,
         duration_ms: t.elapsed().as_millis() as u64,
@@ -405,7 +423,7 @@ pub fn write_table(dev: &mut File, plan: &ConvertPlan, source_side: bool) -> Res
     dev.sync_all().map_err(|e| e.to_string())
 }
 
-fn zero(dev: &mut File, at: u64, len: u64) -> Result<(), String> {
+pub(crate) fn zero(dev: &mut File, at: u64, len: u64) -> Result<(), String> {
     dev.seek(SeekFrom::Start(at))
         .and_then(|_| dev.write_all(&vec![0u8; len as usize]))
         .map_err(|e| format!("zeroing: {e}"))
@@ -442,7 +460,9 @@ pub fn write_superblock(
     )?;
     let member = Sectors(size / 512);
     let v = version_of(a);
-    let geo = md::geometry(v, member, false).map_err(|e| e.to_string())?;
+    // The plan sized each member with its bitmap's room; the source's member takes the
+    // same layout, so both sides carry the bitmap.
+    let geo = md::geometry(v, member, a.bitmap).map_err(|e| e.to_string())?;
     let uuid = md::parse_uuid(&a.uuid).ok_or("bad array UUID in the plan")?;
     let now = sys::unix_time();
     // Both members carry the array's creation time; see `PlannedArray::ctime`.
@@ -621,6 +641,7 @@ fn wait_resync(
 
 /// A progress line through the kernel log: it reaches every console while `step` holds
 /// ours, and lands in the saved log.
-fn kernel_log_line(line: &str) {
+pub(crate) fn kernel_log_line(line: &str) {
+    crate::heartbeat::said();
     let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
 }

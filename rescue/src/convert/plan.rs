@@ -146,6 +146,10 @@ pub struct PlannedArray {
     /// whatever a hot-added member's superblock says.
     #[serde(default)]
     pub ctime: u64,
+    /// An internal write-intent bitmap, placed as mdadm would. A journal written before
+    /// bitmaps existed has none, and its members were sized and written without one.
+    #[serde(default)]
+    pub bitmap: bool,
 }
 
 /// Everything the conversion will do, decided before the first write.
@@ -188,6 +192,8 @@ pub struct Options {
     pub now: u64,
     pub attach_source: bool,
     pub wait_resync: bool,
+    /// An internal write-intent bitmap on every array.
+    pub bitmap: bool,
 }
 
 /// What the orchestration measured on the source, per partition number.
@@ -232,11 +238,16 @@ pub enum PlanError {
 
 const MIB_SECTORS: u64 = 2048;
 
-/// The smallest member (a whole number of MiB) whose array holds `content` bytes.
-fn member_size_for(version: MetadataVersion, content: Bytes) -> Result<md::Geometry, String> {
+/// The smallest member (a whole number of MiB) whose array holds `content` bytes, with
+/// room for a bitmap when one is wanted.
+fn member_size_for(
+    version: MetadataVersion,
+    content: Bytes,
+    bitmap: bool,
+) -> Result<md::Geometry, String> {
     let mut size = Sectors(content.0.div_ceil(512).div_ceil(MIB_SECTORS) * MIB_SECTORS);
     for _ in 0..1024 {
-        if let Ok(g) = md::geometry(version, size, false) {
+        if let Ok(g) = md::geometry(version, size, bitmap) {
             if g.array_size.bytes() >= content {
                 return Ok(g);
             }
@@ -345,7 +356,7 @@ pub fn plan(
             .copied()
             .unwrap_or(chain.default_metadata(role));
         let content = Bytes(src_size * ss);
-        let geo = member_size_for(version, content)
+        let geo = member_size_for(version, content, opts.bitmap)
             .map_err(|e| PlanError::Md(version.to_string(), gp.number, e))?;
         let new_lbas = geo.member_size.bytes().0.div_ceil(ss);
         if matches!(payload, Payload::Empty) && donor.is_none() {
@@ -440,7 +451,7 @@ pub fn plan(
     let mut planned = Vec::new();
     for (i, role, version, payload, content) in arrays {
         let member = Sectors(sizes[i] * ss / 512);
-        let geo = md::geometry(version, member, false)
+        let geo = md::geometry(version, member, opts.bitmap)
             .map_err(|e| PlanError::Md(version.to_string(), parts[i].0.number, e.to_string()))?;
         let number = parts[i].0.number;
         let uuid = new_guid().0;
@@ -464,6 +475,7 @@ pub fn plan(
             mirror_member_uuid: md::format_uuid(&new_guid().0),
             source_member_uuid: md::format_uuid(&new_guid().0),
             ctime: opts.now,
+            bitmap: opts.bitmap,
         });
     }
     planned.sort_by_key(|a| a.role);
@@ -586,10 +598,15 @@ impl ConvertPlan {
         }
         for a in &self.arrays {
             l.push(format!(
-                "plan: array {} {} metadata {} uuid {} on partition {}: holds {} of {}, copies {}",
+                "plan: array {} {} metadata {} {} uuid {} on partition {}: holds {} of {}, copies {}",
                 a.role.as_str(),
                 a.device,
                 a.metadata,
+                if a.bitmap {
+                    "bitmap internal"
+                } else {
+                    "no bitmap"
+                },
                 a.uuid,
                 a.partition,
                 Bytes(a.content_size_bytes),

@@ -45,6 +45,7 @@ pub(super) fn preflight(
     let mut opts = plan::Options {
         attach_source: args.attach_source,
         wait_resync: args.wait_resync,
+        bitmap: args.bitmap,
         now: sys::unix_time(),
         ..Default::default()
     };

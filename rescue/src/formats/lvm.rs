@@ -1,6 +1,7 @@
 //! LVM2 physical volumes: the label (`LABELONE` in one of sectors 0..3), the PV header,
 //! the metadata area ring buffer, a parser for LVM's text metadata, and from those the byte
-//! ranges a clone must copy: label, metadata areas and the allocated extents.
+//! ranges a clone must copy (label, metadata areas and the allocated extents) and where
+//! each LV's bytes lie ([`LvMap`], read through [`LvReader`]).
 //!
 //! Facts from LVM2's `lib/format_text/layout.h`, `format-text.c`, `lib/label/label.c`
 //! and `lib/misc/crc.c`; everything is little-endian.
@@ -617,6 +618,9 @@ pub struct Segment {
     pub kind: String,
     /// (PV name, first physical extent) per stripe, for striped (and linear) segments.
     pub stripes: Vec<(String, u64)>,
+    /// Bytes of one stripe before the next stripe's turn (`stripe_size`); only given, and
+    /// only needed, with more than one stripe.
+    pub stripe_size: Option<Sectors>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -653,18 +657,23 @@ impl Vg {
         let id = s.str("id").unwrap_or_default().to_owned();
         let seqno = need_int(s, "seqno", name)?;
         let extent_size = Sectors(need_int(s, "extent_size", name)?);
-        if extent_size.0 == 0 {
-            return corrupt(format!("{name}: extent_size is 0"));
+        // LVM keeps extent_size in 32 bits; the bound also keeps byte sums from overflowing.
+        if extent_size.0 == 0 || extent_size.0 > u64::from(u32::MAX) {
+            return corrupt(format!("{name}: extent_size {} sectors", extent_size.0));
         }
         let mut pvs = Vec::new();
         if let Some(p) = s.section("physical_volumes") {
             for (pname, pv) in p.sections() {
                 let ctx = format!("{name}/{pname}");
+                let pe_start = Sectors(need_int(pv, "pe_start", &ctx)?);
+                if pe_start.0.checked_mul(SECTOR_SIZE).is_none() {
+                    return corrupt(format!("{ctx}: pe_start {} sectors", pe_start.0));
+                }
                 pvs.push(Pv {
                     name: pname.to_owned(),
                     id: pv.str("id").unwrap_or_default().to_owned(),
                     device: pv.str("device").map(str::to_owned),
-                    pe_start: Sectors(need_int(pv, "pe_start", &ctx)?),
+                    pe_start,
                     pe_count: need_int(pv, "pe_count", &ctx)?,
                 });
             }
@@ -702,6 +711,10 @@ impl Vg {
                         extent_count: need_int(seg, "extent_count", &ctx)?,
                         kind,
                         stripes,
+                        stripe_size: seg
+                            .int("stripe_size")
+                            .and_then(|v| u64::try_from(v).ok())
+                            .map(Sectors),
                     });
                 }
                 lvs.push(Lv {
@@ -768,6 +781,236 @@ impl Vg {
     }
 }
 
+/// A contiguous run of an LV's bytes on one PV.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// The PV's name in the metadata (`pv0`).
+    pub pv: String,
+    /// Bytes from the PV's start (its label sector is sector 0..3).
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// How one segment's bytes are spread: per stripe, its PV and the byte offset of its first
+/// extent on that PV; `chunk` bytes go to one stripe before the next one's turn.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Striping {
+    stripes: Vec<(String, u64)>,
+    chunk: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct MapSegment {
+    /// Bytes from the LV's start.
+    start: u64,
+    len: u64,
+    /// Why the segment's bytes cannot be found (another segment type, an unknown PV ...).
+    layout: Result<Striping, String>,
+}
+
+/// Where an LV's bytes lie, from its segments: what [`LvReader`] reads through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LvMap {
+    /// The LV's size: its segments' extents (what `lvs` shows).
+    pub size: u64,
+    segments: Vec<MapSegment>,
+}
+
+impl LvMap {
+    /// The run holding LV byte `at`, up to the end of its stripe chunk or segment.
+    pub fn locate(&self, at: u64) -> Result<Run, String> {
+        if at >= self.size {
+            return Err(format!(
+                "byte {at} is past the LV's end ({} bytes)",
+                self.size
+            ));
+        }
+        let seg = self
+            .segments
+            .iter()
+            .find(|s| at >= s.start && at - s.start < s.len)
+            .ok_or_else(|| format!("no segment maps LV byte {at}"))?;
+        let st = seg.layout.as_ref().map_err(Clone::clone)?;
+        let rel = at - seg.start;
+        let n = st.stripes.len() as u64;
+        let (chunk, within) = (rel / st.chunk, rel % st.chunk);
+        let (pv, first) = &st.stripes[(chunk % n) as usize];
+        let offset = (chunk / n)
+            .checked_mul(st.chunk)
+            .and_then(|o| o.checked_add(within))
+            .and_then(|o| o.checked_add(*first))
+            .ok_or_else(|| format!("LV byte {at} maps past 2^64 on {pv}"))?;
+        Ok(Run {
+            pv: pv.clone(),
+            offset,
+            len: (st.chunk - within).min(seg.len - rel),
+        })
+    }
+
+    /// Where `len` bytes from LV byte `at` lie when they are one unbroken run on one PV
+    /// (what `mount -o loop,offset=` on the PV's disk needs); `None` otherwise.
+    pub fn contiguous(&self, at: u64, len: u64) -> Option<Run> {
+        let first = self.locate(at).ok()?;
+        let mut covered = first.len;
+        while covered < len {
+            let next = self.locate(at.checked_add(covered)?).ok()?;
+            if next.pv != first.pv || next.offset != first.offset.checked_add(covered)? {
+                return None;
+            }
+            covered = covered.checked_add(next.len)?;
+        }
+        Some(Run { len, ..first })
+    }
+}
+
+impl Vg {
+    /// Bytes per extent.
+    pub fn extent_bytes(&self) -> u64 {
+        self.extent_size.0.saturating_mul(SECTOR_SIZE)
+    }
+
+    /// Byte offset of physical extent `pe` of PV `pv` from the PV's start, if it exists.
+    pub fn extent_offset(&self, pv: &str, pe: u64) -> Option<u64> {
+        let p = self.pvs.iter().find(|p| p.name == pv)?;
+        if pe > p.pe_count {
+            return None;
+        }
+        pe.checked_mul(self.extent_bytes())?
+            .checked_add(p.pe_start.0.checked_mul(SECTOR_SIZE)?)
+    }
+
+    /// The byte map of `lv`: each segment's LV range and, for striped (linear) segments
+    /// whose PVs the metadata lists, where its bytes are.
+    pub fn lv_map(&self, lv: &Lv) -> LvMap {
+        let ext = self.extent_bytes();
+        let mut segments = Vec::new();
+        let mut size = 0u64;
+        for seg in &lv.segments {
+            let range = seg
+                .start_extent
+                .checked_mul(ext)
+                .zip(seg.extent_count.checked_mul(ext));
+            let Some((start, len)) = range.filter(|(s, l)| s.checked_add(*l).is_some()) else {
+                continue;
+            };
+            size = size.saturating_add(len);
+            segments.push(MapSegment {
+                start,
+                len,
+                layout: self.striping(seg, len),
+            });
+        }
+        LvMap { size, segments }
+    }
+
+    fn striping(&self, seg: &Segment, len: u64) -> Result<Striping, String> {
+        if seg.kind != "striped" {
+            return Err(format!(
+                "a {:?} segment, whose bytes are not mapped here",
+                seg.kind
+            ));
+        }
+        let n = seg.stripes.len() as u64;
+        if n == 0 || !seg.extent_count.is_multiple_of(n) {
+            return Err(format!(
+                "{} extents do not divide into {n} stripes",
+                seg.extent_count
+            ));
+        }
+        let per = seg.extent_count / n;
+        let mut stripes = Vec::new();
+        for (pv, first) in &seg.stripes {
+            let end = first.checked_add(per);
+            let (Some(offset), Some(_)) = (
+                self.extent_offset(pv, *first),
+                end.and_then(|e| self.extent_offset(pv, e)),
+            ) else {
+                return Err(format!(
+                    "extents {first}..+{per} are not on a PV the metadata lists as {pv:?}"
+                ));
+            };
+            stripes.push((pv.clone(), offset));
+        }
+        let chunk = if n == 1 {
+            len
+        } else {
+            match seg.stripe_size.and_then(|s| s.0.checked_mul(SECTOR_SIZE)) {
+                Some(c) if c > 0 && c <= len / n => c,
+                _ => return Err(format!("{n} stripes without a usable stripe_size")),
+            }
+        };
+        Ok(Striping { stripes, chunk })
+    }
+}
+
+/// `Read + Seek` over an LV, through its [`LvMap`], on the disk `inner` that holds one of
+/// its PVs at `pv_start`. Reads end (as at the end of a file) where the LV leaves this PV,
+/// so format probes see a short device rather than fail; bytes no segment maps (a thin or
+/// RAID segment) are an `Other` error.
+#[derive(Debug)]
+pub struct LvReader<'m, R> {
+    inner: R,
+    map: &'m LvMap,
+    pv: String,
+    pv_start: u64,
+    pv_len: u64,
+    pos: u64,
+}
+
+impl<'m, R: Read + Seek> LvReader<'m, R> {
+    /// `pv` is the PV's name in the metadata; it spans `pv_len` bytes from `pv_start`.
+    pub fn new(inner: R, map: &'m LvMap, pv: &str, pv_start: u64, pv_len: u64) -> Self {
+        LvReader {
+            inner,
+            map,
+            pv: pv.to_owned(),
+            pv_start,
+            pv_len,
+            pos: 0,
+        }
+    }
+}
+
+impl<R: Read + Seek> Read for LvReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.map.size || buf.is_empty() {
+            return Ok(0);
+        }
+        let run = self.map.locate(self.pos).map_err(io::Error::other)?;
+        let left = self.pv_len.saturating_sub(run.offset);
+        let at = self.pv_start.checked_add(run.offset);
+        let Some(at) = at.filter(|_| run.pv == self.pv && left > 0) else {
+            return Ok(0);
+        };
+        let want = (buf.len() as u64).min(run.len).min(left) as usize;
+        self.inner.seek(SeekFrom::Start(at))?;
+        let n = self.inner.read(&mut buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<R: Read + Seek> Seek for LvReader<'_, R> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let (base, delta) = match to {
+            SeekFrom::Start(n) => {
+                self.pos = n;
+                return Ok(n);
+            }
+            SeekFrom::End(d) => (self.map.size, d),
+            SeekFrom::Current(d) => (self.pos, d),
+        };
+        let p = base.checked_add_signed(delta).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek to a negative or overflowing position",
+            )
+        })?;
+        self.pos = p;
+        Ok(p)
+    }
+}
+
 /// What to copy from one PV.
 #[derive(Clone, Debug, Serialize)]
 pub struct PvPlan {
@@ -780,6 +1023,42 @@ pub struct PvPlan {
     pub extents: Extents,
     /// Why the whole PV must be copied, when the extents above are all of it.
     pub whole_reason: Option<String>,
+}
+
+/// The VG in the metadata area with the highest seqno; `None` for a PV in no VG (or with
+/// no metadata area of its own). An area that cannot be read is an error only when no
+/// other area gives the VG.
+pub fn read_vg<R: Read + Seek>(r: &mut R, label: &PvLabel) -> Result<Option<Vg>, LvmError> {
+    let mut best: Option<Vg> = None;
+    let mut errors = Vec::new();
+    let mut any_text = false;
+    for &a in &label.metadata_areas {
+        let mda = match read_metadata_area(r, a) {
+            Ok(m) => m,
+            Err(e) => {
+                errors.push(e.to_string());
+                continue;
+            }
+        };
+        let Some(text) = mda.text.filter(|_| !mda.ignored) else {
+            continue;
+        };
+        any_text = true;
+        match parse_text(&text).and_then(|t| Vg::from_section(&t)) {
+            Ok(vg) if best.as_ref().is_none_or(|b| vg.seqno > b.seqno) => best = Some(vg),
+            Ok(_) => {}
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    if best.is_none() {
+        if !errors.is_empty() {
+            return corrupt(errors.join("; "));
+        }
+        if any_text {
+            return corrupt("metadata text present but no volume group read");
+        }
+    }
+    Ok(best)
 }
 
 /// Read a PV and work out which bytes of it are in use.
@@ -814,31 +1093,7 @@ pub fn plan<R: Read + Seek>(r: &mut R) -> Result<PvPlan, LvmError> {
         };
         ranges.push((a.offset, Bytes(end)));
     }
-    let mut best: Option<Vg> = None;
-    let mut errors = Vec::new();
-    let mut any_text = false;
-    for &a in &label.metadata_areas {
-        let mda = match read_metadata_area(r, a) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push(e.to_string());
-                continue;
-            }
-        };
-        let Some(text) = mda.text.filter(|_| !mda.ignored) else {
-            continue;
-        };
-        any_text = true;
-        match parse_text(&text).and_then(|t| Vg::from_section(&t)) {
-            Ok(vg) if best.as_ref().is_none_or(|b| vg.seqno > b.seqno) => best = Some(vg),
-            Ok(_) => {}
-            Err(e) => errors.push(e.to_string()),
-        }
-    }
-    let Some(vg) = best else {
-        if !errors.is_empty() {
-            return corrupt(errors.join("; "));
-        }
+    let Some(vg) = read_vg(r, &label)? else {
         if label.metadata_areas.is_empty() {
             return Ok(whole(
                 label,
@@ -846,9 +1101,6 @@ pub fn plan<R: Read + Seek>(r: &mut R) -> Result<PvPlan, LvmError> {
                 None,
                 "the PV has no metadata area of its own".into(),
             ));
-        }
-        if any_text {
-            return corrupt("metadata text present but no volume group read");
         }
         // An orphan PV: no VG, so nothing beyond the label and metadata areas is in use.
         return Ok(PvPlan {
@@ -961,6 +1213,104 @@ description = "say \"hi\""
         );
         let vg = Vg::from_section(&parse_text(&t).unwrap()).unwrap();
         assert!(vg.allocated_extents().unwrap_err().contains("thin-pool"));
+    }
+
+    #[test]
+    fn lv_map_follows_segments_and_stripes() {
+        let t = TEXT.replace(
+            "stripes = [\"pv0\", 10",
+            "stripe_size = 128\nstripes = [\"pv0\", 10",
+        );
+        let vg = Vg::from_section(&parse_text(&t).unwrap()).unwrap();
+        let map = vg.lv_map(&vg.lvs[0]);
+        let (ext, pe0, chunk) = (4u64 << 20, 1u64 << 20, 64u64 << 10);
+        let run = |offset, len| Run {
+            pv: "pv0".into(),
+            offset,
+            len,
+        };
+        assert_eq!(map.size, 9 * ext);
+        // Linear: to the segment's end.
+        assert_eq!(
+            map.locate(3 * ext + 5),
+            Ok(run(pe0 + 3 * ext + 5, 2 * ext - 5))
+        );
+        // Striped: 64 KiB on stripe 0 (PE 10), 64 KiB on stripe 1 (PE 20), then stripe 0 again.
+        let s = 5 * ext;
+        assert_eq!(map.locate(s), Ok(run(pe0 + 10 * ext, chunk)));
+        assert_eq!(
+            map.locate(s + chunk + 1),
+            Ok(run(pe0 + 20 * ext + 1, chunk - 1))
+        );
+        assert_eq!(
+            map.locate(s + 2 * chunk),
+            Ok(run(pe0 + 10 * ext + chunk, chunk))
+        );
+        assert_eq!(map.locate(9 * ext - 1), Ok(run(pe0 + 22 * ext - 1, 1)));
+        assert!(map.locate(9 * ext).is_err());
+        assert_eq!(map.contiguous(ext, 4 * ext), Some(run(pe0 + ext, 4 * ext)));
+        assert_eq!(map.contiguous(0, 5 * ext + 1), None);
+        assert_eq!(map.contiguous(s, chunk), Some(run(pe0 + 10 * ext, chunk)));
+        assert_eq!(map.contiguous(s, chunk + 1), None);
+        // Without a stripe size the striped segment is not mapped; the linear one still is.
+        let vg = Vg::from_section(&parse_text(TEXT).unwrap()).unwrap();
+        let map = vg.lv_map(&vg.lvs[0]);
+        assert!(map.locate(0).is_ok());
+        assert!(map.locate(s).unwrap_err().contains("stripe_size"));
+    }
+
+    #[test]
+    fn lv_reader_reads_through_the_map_and_stops_at_another_pv() {
+        // 4 KiB extents from byte 4096 of the PV; the PV starts at byte 8192 of the disk.
+        let text = r#"v {
+id = "v"
+seqno = 1
+extent_size = 8
+physical_volumes {
+pv0 { id = "a" pe_start = 8 pe_count = 10 }
+pv1 { id = "b" pe_start = 8 pe_count = 10 }
+}
+logical_volumes {
+r {
+id = "r"
+segment1 { start_extent = 0 extent_count = 2 type = "striped" stripes = ["pv0", 4] }
+segment2 { start_extent = 2 extent_count = 1 type = "striped" stripes = ["pv0", 0] }
+segment3 { start_extent = 3 extent_count = 1 type = "striped" stripes = ["pv1", 0] }
+}
+t {
+id = "t"
+segment1 { start_extent = 0 extent_count = 1 type = "thin" }
+}
+}
+}
+"#;
+        let vg = Vg::from_section(&parse_text(text).unwrap()).unwrap();
+        let disk: Vec<u8> = (0..64 << 10).map(|i: u32| (i % 251) as u8).collect();
+        let map = vg.lv_map(&vg.lvs[0]);
+        let mut lr = LvReader::new(io::Cursor::new(&disk), &map, "pv0", 8192, 48 << 10);
+        let mut got = Vec::new();
+        lr.read_to_end(&mut got).unwrap();
+        let pe = |n: usize| 8192 + 4096 + n * 4096;
+        let mut want = disk[pe(4)..pe(6)].to_vec();
+        want.extend_from_slice(&disk[pe(0)..pe(1)]);
+        assert_eq!(got, want, "pv1's extent reads as the end");
+        assert_eq!(lr.seek(SeekFrom::End(0)).unwrap(), 16 << 10);
+        lr.seek(SeekFrom::Start(8190)).unwrap();
+        let mut b = [0u8; 4];
+        lr.read_exact(&mut b).unwrap();
+        assert_eq!(
+            b,
+            [
+                disk[pe(6) - 2],
+                disk[pe(6) - 1],
+                disk[pe(0)],
+                disk[pe(0) + 1]
+            ]
+        );
+        let thin = vg.lv_map(&vg.lvs[1]);
+        let mut lr = LvReader::new(io::Cursor::new(&disk), &thin, "pv0", 8192, 48 << 10);
+        let e = lr.read(&mut b).unwrap_err();
+        assert!(e.to_string().contains("thin"), "{e}");
     }
 
     /// A PV with its label in sector 1 and one metadata area of `mda_size` bytes at 4096

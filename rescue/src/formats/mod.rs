@@ -9,6 +9,7 @@ pub mod mbr;
 pub mod md;
 pub mod swap;
 pub mod vfat;
+pub mod vhd;
 
 use std::io::{self, Read, Seek, SeekFrom};
 

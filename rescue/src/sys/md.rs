@@ -161,6 +161,29 @@ pub fn hot_add(md: &Path, dev: &Path) -> io::Result<()> {
         .map_err(|e| io::Error::other(format!("adding {} to {}: {e}", dev.display(), md.display())))
 }
 
+/// Re-adds a member that was in the array before (`mdadm --re-add`): the kernel takes it
+/// back in its old slot and, with a bitmap, recovers only the chunks written since it
+/// left. EINVAL when the kernel cannot (no bitmap, or the member is older than what the
+/// bitmap remembers): then add it as a new member.
+pub fn re_add(md: &Path, dev: &Path, dev_number: u32, slot: u32) -> io::Result<()> {
+    let fd = File::options().read(true).write(true).open(md)?;
+    let (major, minor) = dev_numbers(dev)?;
+    let disk = DiskInfo {
+        number: dev_number as i32,
+        major: major as i32,
+        minor: minor as i32,
+        raid_disk: slot as i32,
+        state: MD_DISK_SYNC,
+    };
+    unsafe { ioctl(&fd, Setter::<ADD_NEW_DISK, DiskInfo>::new(disk)) }.map_err(|e| {
+        io::Error::other(format!(
+            "re-adding {} to {}: {e}",
+            dev.display(),
+            md.display()
+        ))
+    })
+}
+
 pub fn stop_array(md: &Path) -> io::Result<()> {
     let fd = File::options().read(true).write(true).open(md)?;
     unsafe { ioctl(&fd, IntegerSetter::<STOP_ARRAY>::new_usize(0)) }

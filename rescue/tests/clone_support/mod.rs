@@ -39,6 +39,8 @@ fn package_of(tool: &str) -> &'static str {
         "mount" | "umount" | "losetup" => "mount",
         "blkid" | "mkswap" | "swaplabel" => "util-linux",
         "diff" => "diffutils",
+        "sgdisk" => "gdisk",
+        "qemu-img" => "qemu-utils",
         _ => "?",
     }
 }

@@ -60,6 +60,23 @@ impl fmt::Display for MetadataVersion {
     }
 }
 
+impl std::str::FromStr for MetadataVersion {
+    type Err = String;
+
+    /// As [`fmt::Display`] writes it (`0.9` also for 0.90, as mdadm accepts).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "0.90" | "0.9" => Ok(Self::V0_90),
+            "1.0" => Ok(Self::V1_0),
+            "1.1" => Ok(Self::V1_1),
+            "1.2" => Ok(Self::V1_2),
+            _ => Err(format!(
+                "unknown md metadata version {s:?}: use 0.90, 1.0, 1.1 or 1.2"
+            )),
+        }
+    }
+}
+
 /// What a device does in the array.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Role {

@@ -1,0 +1,148 @@
+//! The spare superblock `replace` writes on a new member, made from the survivor's,
+//! checked by the real `mdadm --examine` on image files: same array (UUID, name, level,
+//! devices, creation time), this device a spare in a free device number, a bitmap where
+//! the survivor has one, sized so the array fits.
+
+use rescue::formats::md::{
+    geometry, read_version, write_member, ArraySpec, MemberSpec, MetadataVersion, Role,
+};
+use rescue::units::Sectors;
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const BYTES: u64 = 96 << 20;
+
+fn file(dir: &Path, name: &str, bytes: u64) -> PathBuf {
+    let p = dir.join(name);
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&p)
+        .unwrap();
+    f.set_len(bytes).unwrap();
+    p
+}
+
+fn examine(path: &Path) -> (HashMap<String, String>, String) {
+    let out = Command::new("mdadm")
+        .arg("--examine")
+        .arg(path)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run mdadm (install Debian package `mdadm`): {e}"));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mdadm --examine {}: {text}",
+        path.display()
+    );
+    let mut map = HashMap::new();
+    for line in text.lines() {
+        if let Some((k, v)) = line.split_once(" : ") {
+            map.entry(k.trim().to_string())
+                .or_insert_with(|| v.trim().to_string());
+        }
+    }
+    (map, text)
+}
+
+fn check(version: MetadataVersion, bitmap: bool, survivor_dev: u32) {
+    let dir = std::env::temp_dir().join(format!(
+        "replace-members-{version}-{bitmap}-{survivor_dev}-{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let survivor = file(&dir, "survivor", BYTES);
+    // A new disk's partition a little larger, as on a larger disk.
+    let new = file(&dir, "new", BYTES + (4 << 20));
+    let mut roles = vec![None, None];
+    roles[survivor_dev as usize] = Some(Role::Active(survivor_dev as u16));
+    let array = ArraySpec {
+        uuid: [0x42; 16],
+        homehost: "xenserver".into(),
+        name: if version == MetadataVersion::V0_90 {
+            "0".into()
+        } else {
+            "root".into()
+        },
+        raid_disks: 2,
+        ctime: 1_700_000_000,
+        utime: 1_700_000_900,
+        events: 57,
+        clean: true,
+        roles,
+    };
+    let geo = geometry(version, Sectors(BYTES / 512), bitmap).unwrap();
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&survivor)
+        .unwrap();
+    write_member(
+        &mut f,
+        &geo,
+        &array,
+        &MemberSpec {
+            dev_number: survivor_dev,
+            device_uuid: [0x11; 16],
+            dev_major_minor: (0, 0),
+        },
+    )
+    .unwrap();
+    drop(f);
+
+    rescue::replace::write_spare(&survivor, &new, version).unwrap();
+
+    let (s, _) = examine(&survivor);
+    let (n, text) = examine(&new);
+    let ctx = format!("{version} bitmap {bitmap} survivor dev {survivor_dev}\n{text}");
+    for k in ["Raid Level", "Raid Devices", "Creation Time"] {
+        assert_eq!(n[k], s[k], "{k}: {ctx}");
+    }
+    let sb = read_version(
+        &mut std::fs::File::open(&new).unwrap(),
+        Sectors((BYTES + (4 << 20)) / 512),
+        version,
+    )
+    .unwrap();
+    assert_eq!(sb.array_uuid, [0x42; 16], "{ctx}");
+    assert_eq!(sb.role, Role::Spare, "{ctx}");
+    assert_ne!(sb.dev_number, survivor_dev, "{ctx}");
+    assert_eq!(sb.bitmap.is_some(), bitmap, "{ctx}");
+    assert!(sb.array_size >= geo.array_size, "{ctx}");
+    if version == MetadataVersion::V0_90 {
+        assert_eq!(n["UUID"], s["UUID"], "{ctx}");
+        assert_eq!(n["Preferred Minor"], "0", "{ctx}");
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("this ") && l.contains("spare")),
+            "{ctx}"
+        );
+    } else {
+        assert_eq!(n["Array UUID"], s["Array UUID"], "{ctx}");
+        assert_eq!(n["Name"], "xenserver:root", "{ctx}");
+        assert_eq!(n["Device Role"], "spare", "{ctx}");
+        assert_eq!(n.contains_key("Internal Bitmap"), bitmap, "{ctx}");
+    }
+    assert!(n["Checksum"].ends_with("correct"), "{ctx}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn spare_for_a_1_2_array_with_bitmap_beside_slot_0() {
+    check(MetadataVersion::V1_2, true, 0);
+}
+
+#[test]
+fn spare_for_a_1_0_array_beside_slot_1() {
+    check(MetadataVersion::V1_0, false, 1);
+}
+
+#[test]
+fn spare_for_a_0_90_array_with_bitmap() {
+    check(MetadataVersion::V0_90, true, 0);
+}
