@@ -12,7 +12,7 @@ mod configure;
 pub mod journal;
 pub mod plan;
 mod preflight;
-mod select;
+pub(crate) mod select;
 
 use crate::clone::{self, CloneArgs};
 use crate::cmdline;
@@ -437,6 +437,22 @@ fn version_of(a: &plan::PlannedArray) -> md::MetadataVersion {
     plan::parse_metadata_version(&a.metadata).unwrap_or(md::MetadataVersion::V1_2)
 }
 
+/// Opens a member partition read-write with its first and last MiB zeroed: stale
+/// superblocks of any version at either end go before a new one is written. Returns the
+/// partition's size in bytes.
+pub(crate) fn open_wiped_member(part: &Path) -> Result<(File, u64), String> {
+    let mut dev = File::options()
+        .read(true)
+        .write(true)
+        .open(part)
+        .map_err(|e| format!("open {}: {e}", part.display()))?;
+    let size = dev.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
+    let span = (1u64 << 20).min(size);
+    zero(&mut dev, 0, span)?;
+    zero(&mut dev, size.saturating_sub(1 << 20), span)?;
+    Ok((dev, size))
+}
+
 /// Writes this side's member superblock: the mirror's active in slot 0, the source's as
 /// a spare the kernel recovers onto.
 pub fn write_superblock(
@@ -445,19 +461,7 @@ pub fn write_superblock(
     a: &plan::PlannedArray,
     source_side: bool,
 ) -> Result<(), String> {
-    let mut dev = File::options()
-        .read(true)
-        .write(true)
-        .open(part)
-        .map_err(|e| format!("open {}: {e}", part.display()))?;
-    let size = dev.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    // Stale superblocks of any version at either end of the partition go first.
-    zero(&mut dev, 0, (1u64 << 20).min(size))?;
-    zero(
-        &mut dev,
-        size.saturating_sub(1 << 20),
-        (1u64 << 20).min(size),
-    )?;
+    let (mut dev, size) = open_wiped_member(part)?;
     let member = Sectors(size / 512);
     let v = version_of(a);
     // The plan sized each member with its bitmap's room; the source's member takes the
@@ -522,12 +526,7 @@ fn start_arrays(plan: &ConvertPlan) -> Result<String, String> {
             continue;
         }
         let part = partition_path(disk_name(&plan.mirror.path), a.partition)?;
-        let (major, minor) = match version_of(a) {
-            md::MetadataVersion::V0_90 => (0, 90),
-            md::MetadataVersion::V1_0 => (1, 0),
-            md::MetadataVersion::V1_1 => (1, 1),
-            md::MetadataVersion::V1_2 => (1, 2),
-        };
+        let (major, minor) = version_of(a).major_minor();
         sys::md::start_array(&md_dev, major, minor, &[(part, 0)]).map_err(|e| e.to_string())?;
         started.push(a.device.clone());
     }

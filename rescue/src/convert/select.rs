@@ -22,7 +22,7 @@ pub(super) fn describe_contents(d: &Disk) -> String {
 }
 
 /// True when `sel` (`sda`, `/dev/sda`, `serial:X`) names this disk.
-pub(super) fn names_disk(sel: &str, d: &Disk) -> bool {
+pub(crate) fn names_disk(sel: &str, d: &Disk) -> bool {
     match sel.strip_prefix("serial:") {
         Some(s) => d.serial.as_deref() == Some(s),
         None => sel == d.name || sel == d.path,

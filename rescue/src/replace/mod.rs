@@ -20,7 +20,7 @@ use crate::arrays::partition_device;
 use crate::cmdline;
 use crate::convert::bootchain::{self, BootChain};
 use crate::convert::chroot::{chroot_ok, mounted};
-use crate::convert::{kernel_log_line, run_step, zero, Rescue, Step};
+use crate::convert::{kernel_log_line, open_wiped_member, run_step, zero, Rescue, Step};
 use crate::formats::{gpt, md};
 use crate::inspect::Disk;
 use crate::sys;
@@ -218,12 +218,7 @@ fn start(p: &ReplacePlan, a: &ReplaceArray) -> Result<&'static str, String> {
     {
         return Ok("already running");
     }
-    let (major, minor) = match v {
-        md::MetadataVersion::V0_90 => (0, 90),
-        md::MetadataVersion::V1_0 => (1, 0),
-        md::MetadataVersion::V1_1 => (1, 1),
-        md::MetadataVersion::V1_2 => (1, 2),
-    };
+    let (major, minor) = v.major_minor();
     let mut members = vec![(sp, a.survivor_slot)];
     if a.action == MemberAction::Nothing {
         // In sync on both disks: started from both, or the new disk's member would
@@ -301,18 +296,7 @@ pub fn write_spare(
     v: md::MetadataVersion,
 ) -> Result<(), String> {
     let sb = read_member(survivor_part, v)?;
-    let mut dev = File::options()
-        .read(true)
-        .write(true)
-        .open(new_part)
-        .map_err(|e| format!("open {}: {e}", new_part.display()))?;
-    let size = dev.seek(SeekFrom::End(0)).map_err(|e| e.to_string())?;
-    zero(&mut dev, 0, (1u64 << 20).min(size))?;
-    zero(
-        &mut dev,
-        size.saturating_sub(1 << 20),
-        (1u64 << 20).min(size),
-    )?;
+    let (mut dev, size) = open_wiped_member(new_part)?;
     let geo = md::geometry_with_size(
         v,
         Sectors(size / 512),

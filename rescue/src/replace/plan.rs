@@ -6,6 +6,7 @@
 use crate::arrays::{partition_device, ArrayView};
 use crate::convert::bootchain::BootChain;
 use crate::convert::plan::DiskRef;
+use crate::convert::select::names_disk;
 use crate::inspect::Disk;
 use serde::{Deserialize, Serialize};
 
@@ -110,14 +111,6 @@ pub struct Options<'a> {
     pub new: Option<&'a str>,
     pub wipe: Option<&'a str>,
     pub wait_resync: bool,
-}
-
-/// True when `sel` (`sda`, `/dev/sda`, `serial:X`) names this disk.
-pub fn names_disk(sel: &str, d: &Disk) -> bool {
-    match sel.strip_prefix("serial:") {
-        Some(s) => d.serial.as_deref() == Some(s),
-        None => sel == d.name || sel == d.path,
-    }
 }
 
 fn members_on<'a>(

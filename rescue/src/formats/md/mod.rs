@@ -60,6 +60,18 @@ impl fmt::Display for MetadataVersion {
     }
 }
 
+impl MetadataVersion {
+    /// The (major, minor) pair `SET_ARRAY_INFO` takes to load superblocks of this version.
+    pub fn major_minor(self) -> (i32, i32) {
+        match self {
+            Self::V0_90 => (0, 90),
+            Self::V1_0 => (1, 0),
+            Self::V1_1 => (1, 1),
+            Self::V1_2 => (1, 2),
+        }
+    }
+}
+
 impl std::str::FromStr for MetadataVersion {
     type Err = String;
 
