@@ -12,6 +12,7 @@ pub mod convert;
 pub mod copier;
 pub mod devices;
 pub mod formats;
+pub mod fuzzing;
 pub mod heartbeat;
 pub mod init;
 pub mod inspect;

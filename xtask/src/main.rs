@@ -9,6 +9,7 @@ mod cache;
 mod delivery;
 mod deps;
 mod fixture;
+mod fuzz;
 mod kernel;
 mod test;
 
@@ -35,6 +36,8 @@ enum Verb {
     Pxe(delivery::DeliveryArgs),
     /// BIOS+UEFI USB stick image target/rescue/rescue-usb.img.
     Usb(delivery::DeliveryArgs),
+    /// Coverage-guided fuzzing of every parser (libFuzzer on stable): execs and crashes.
+    Fuzz(fuzz::FuzzArgs),
     /// Build (or fetch from cache) a XenServer-like fixture image: `xs7`, `xs7-nosr`, `xs6`.
     Fixture { name: String },
 }
@@ -59,6 +62,7 @@ fn main() -> anyhow::Result<()> {
         }
         Verb::Pxe(args) => delivery::pxe::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Usb(args) => delivery::usb::run(&sh, &args).map(|p| println!("{}", p.display())),
+        Verb::Fuzz(args) => fuzz::run(&sh, &args),
         Verb::Fixture { name } => {
             fixture::run(&sh, &name).map(|path| println!("{}", path.display()))
         }
