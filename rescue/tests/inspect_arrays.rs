@@ -7,32 +7,18 @@ use rescue::arrays::{arrays, human_line};
 use rescue::formats::md::{geometry, write_member, ArraySpec, MemberSpec, MetadataVersion, Role};
 use rescue::inspect::inspect_path;
 use rescue::units::Sectors;
-use std::collections::HashMap;
+mod inspect_util;
+mod md_util;
+
+use inspect_util::TempDir;
+use md_util::examine;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const UUID: [u8; 16] = [
     0x5b, 0x2e, 0x19, 0xd3, 0x66, 0x71, 0x8c, 0x99, 0xa2, 0xbb, 0xcd, 0xde, 0xef, 0xf0, 0x12, 0x23,
 ];
 const BYTES: u64 = 64 << 20;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("inspect-arrays-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A member image: device `dev` in slot `dev`, its superblock written at `events` with the
 /// roles it believed at its last write.
@@ -73,28 +59,6 @@ fn member(
     };
     write_member(&mut f, &geo, &array, &m).unwrap();
     path
-}
-
-fn examine(path: &Path) -> (HashMap<String, String>, String) {
-    let out = Command::new("mdadm")
-        .arg("--examine")
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run mdadm (install Debian package `mdadm`): {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "mdadm --examine {}: {text}",
-        path.display()
-    );
-    let mut map = HashMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once(" : ") {
-            map.entry(k.trim().to_string())
-                .or_insert_with(|| v.trim().to_string());
-        }
-    }
-    (map, text)
 }
 
 /// Inspect's view of one member agrees with mdadm's on every field both show.

@@ -6,69 +6,18 @@ use rescue::formats::md::{
     format_uuid, geometry, read, ArraySpec, Geometry, MemberSpec, MetadataVersion, Role, Superblock,
 };
 use rescue::units::Sectors;
+mod inspect_util;
+mod md_util;
+
+use inspect_util::TempDir;
+use md_util::{examine, sparse};
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 const UUID: [u8; 16] = [
     0x3a, 0x1f, 0x09, 0xc2, 0x55, 0x60, 0x7b, 0x88, 0x91, 0xaa, 0xbc, 0xcd, 0xde, 0xef, 0x01, 0x12,
 ];
 const CTIME: u64 = 1_700_000_000;
-
-/// A temp dir removed on drop, unique per test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("md-examine-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn sparse(path: &Path, bytes: u64) -> File {
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(path)
-        .unwrap();
-    f.set_len(bytes).unwrap();
-    f
-}
-
-/// `mdadm --examine FILE` as key -> value (first occurrence), plus the raw text.
-fn examine(path: &Path) -> (HashMap<String, String>, String) {
-    let out = Command::new("mdadm")
-        .arg("--examine")
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run mdadm (install Debian package `mdadm`): {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "mdadm --examine {} failed: {}\n{text}",
-        path.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let mut map = HashMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once(" : ") {
-            map.entry(k.trim().to_string())
-                .or_insert_with(|| v.trim().to_string());
-        }
-    }
-    (map, text)
-}
 
 fn spec(roles: Vec<Option<Role>>, clean: bool) -> ArraySpec {
     ArraySpec {

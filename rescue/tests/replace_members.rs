@@ -7,55 +7,27 @@ use rescue::formats::md::{
     geometry, read_version, write_member, ArraySpec, MemberSpec, MetadataVersion, Role,
 };
 use rescue::units::Sectors;
-use std::collections::HashMap;
+mod inspect_util;
+mod md_util;
+
+use inspect_util::TempDir;
+use md_util::examine;
 use std::fs::OpenOptions;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 const BYTES: u64 = 96 << 20;
 
-fn file(dir: &Path, name: &str, bytes: u64) -> PathBuf {
-    let p = dir.join(name);
-    let f = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&p)
-        .unwrap();
-    f.set_len(bytes).unwrap();
+/// A sparse image file in `dir`.
+fn file(dir: &TempDir, name: &str, bytes: u64) -> PathBuf {
+    let p = dir.path(name);
+    md_util::sparse(&p, bytes);
     p
 }
 
-fn examine(path: &Path) -> (HashMap<String, String>, String) {
-    let out = Command::new("mdadm")
-        .arg("--examine")
-        .arg(path)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run mdadm (install Debian package `mdadm`): {e}"));
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "mdadm --examine {}: {text}",
-        path.display()
-    );
-    let mut map = HashMap::new();
-    for line in text.lines() {
-        if let Some((k, v)) = line.split_once(" : ") {
-            map.entry(k.trim().to_string())
-                .or_insert_with(|| v.trim().to_string());
-        }
-    }
-    (map, text)
-}
-
 fn check(version: MetadataVersion, bitmap: bool, survivor_dev: u32) {
-    let dir = std::env::temp_dir().join(format!(
-        "replace-members-{version}-{bitmap}-{survivor_dev}-{}",
-        std::process::id()
+    let dir = TempDir::new(&format!(
+        "replace-members-{version}-{bitmap}-{survivor_dev}"
     ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
     let survivor = file(&dir, "survivor", BYTES);
     // A new disk's partition a little larger, as on a larger disk.
     let new = file(&dir, "new", BYTES + (4 << 20));
@@ -129,7 +101,6 @@ fn check(version: MetadataVersion, bitmap: bool, survivor_dev: u32) {
         assert_eq!(n.contains_key("Internal Bitmap"), bitmap, "{ctx}");
     }
     assert!(n["Checksum"].ends_with("correct"), "{ctx}");
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[test]

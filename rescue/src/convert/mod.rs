@@ -613,26 +613,48 @@ fn wait_resync(
     which: impl Fn(&plan::PlannedArray) -> bool,
 ) -> Result<String, String> {
     let start = Instant::now();
+    let arrays: Vec<(String, String)> = plan
+        .arrays
+        .iter()
+        .filter(|a| which(a))
+        .map(|a| {
+            (
+                a.role.as_str().to_string(),
+                disk_name(&a.device).to_string(),
+            )
+        })
+        .collect();
+    wait_in_sync(&arrays, "convert: resync")?;
+    Ok(format!("in sync after {} s", start.elapsed().as_secs()))
+}
+
+/// Polls `(label, md kernel name)` arrays until each is idle with no member missing, with
+/// a progress line (`what` and each busy array's action and percentage) every 5 s.
+/// Returns, per array, the milliseconds from the start until it was first seen in sync.
+pub(crate) fn wait_in_sync(arrays: &[(String, String)], what: &str) -> Result<Vec<u64>, String> {
+    let start = Instant::now();
+    let mut done_at: Vec<Option<u64>> = vec![None; arrays.len()];
     let mut last = Instant::now();
     loop {
         let mut busy = Vec::new();
-        for a in plan.arrays.iter().filter(|a| which(a)) {
-            let name = disk_name(&a.device);
-            let s = sys::md::array_state(name).map_err(|e| e.to_string())?;
+        for ((label, md), done) in arrays.iter().zip(done_at.iter_mut()) {
+            let s = sys::md::array_state(md).map_err(|e| e.to_string())?;
             if s.sync_action != "idle" || s.degraded > 0 {
                 let pct = s
                     .sync_completed
                     .map(|(d, t)| d * 100 / t.max(1))
                     .unwrap_or(0);
-                busy.push(format!("{} {} {pct}%", a.role.as_str(), s.sync_action));
+                busy.push(format!("{label} {} {pct}%", s.sync_action));
+            } else if done.is_none() {
+                *done = Some(start.elapsed().as_millis() as u64);
             }
         }
         if busy.is_empty() {
-            return Ok(format!("in sync after {} s", start.elapsed().as_secs()));
+            return Ok(done_at.into_iter().flatten().collect());
         }
         if last.elapsed() >= Duration::from_secs(5) {
             last = Instant::now();
-            kernel_log_line(&format!("convert: resync {}", busy.join(", ")));
+            kernel_log_line(&format!("{what} {}", busy.join(", ")));
         }
         std::thread::sleep(Duration::from_millis(500));
     }

@@ -20,7 +20,7 @@ use crate::arrays::partition_device;
 use crate::cmdline;
 use crate::convert::bootchain::{self, BootChain};
 use crate::convert::chroot::{chroot_ok, mounted};
-use crate::convert::{kernel_log_line, open_wiped_member, run_step, zero, Rescue, Step};
+use crate::convert::{open_wiped_member, run_step, wait_in_sync, zero, Rescue, Step};
 use crate::formats::{gpt, md};
 use crate::inspect::Disk;
 use crate::sys;
@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// What the report says about a replacement.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -417,30 +417,22 @@ fn wait_recovery(
         .iter()
         .map(|a| PathBuf::from(partition_device(&p.new.path, a.new_partition)))
         .collect();
+    let chosen: Vec<usize> = (0..p.arrays.len())
+        .filter(|&i| which(&p.arrays[i]))
+        .collect();
+    let named: Vec<(String, String)> = chosen
+        .iter()
+        .map(|&i| {
+            (
+                p.arrays[i].device.clone(),
+                md_name(&p.arrays[i].device).to_string(),
+            )
+        })
+        .collect();
+    let in_sync_ms = wait_in_sync(&named, "replace: recovery")?;
     let mut done_at: Vec<Option<u64>> = vec![None; p.arrays.len()];
-    let mut last = Instant::now();
-    loop {
-        let mut busy = Vec::new();
-        for (i, a) in p.arrays.iter().enumerate().filter(|(_, a)| which(a)) {
-            let s = sys::md::array_state(md_name(&a.device)).map_err(|e| e.to_string())?;
-            if s.sync_action != "idle" || s.degraded > 0 {
-                let pct = s
-                    .sync_completed
-                    .map(|(d, t)| d * 100 / t.max(1))
-                    .unwrap_or(0);
-                busy.push(format!("{} {} {pct}%", a.device, s.sync_action));
-            } else if done_at[i].is_none() {
-                done_at[i] = Some(start.elapsed().as_millis() as u64);
-            }
-        }
-        if busy.is_empty() {
-            break;
-        }
-        if last.elapsed() >= Duration::from_secs(5) {
-            last = Instant::now();
-            kernel_log_line(&format!("replace: recovery {}", busy.join(", ")));
-        }
-        std::thread::sleep(Duration::from_millis(500));
+    for (&i, ms) in chosen.iter().zip(in_sync_ms) {
+        done_at[i] = Some(ms);
     }
     let per: Recovered = parts
         .iter()
