@@ -783,6 +783,13 @@ fn preflight_errors_write_nothing() {
             "rescue.action=convert rescue.source=vda rescue.mirror=vdb",
             "is not blank",
         ),
+        // Blocked, the dry run still shows the plan (checked below).
+        (
+            "mirror-not-blank-dry-run",
+            vec![(&d.source, "S"), (&used, "M")],
+            "rescue.action=convert rescue.source=vda rescue.mirror=vdb rescue.dry-run",
+            "is not blank",
+        ),
         (
             "two-candidates",
             vec![(&d.source, "S"), (&d.mirror, "M"), (&other, "O")],
@@ -807,6 +814,14 @@ fn preflight_errors_write_nothing() {
             r.errors
         );
         assert_eq!(before, hashes(&paths), "{tag}: a disk changed");
+        if tag.ends_with("dry-run") {
+            let plan = r.convert.as_ref().and_then(|c| c.plan.as_ref());
+            assert!(
+                plan.is_some_and(|p| !p.arrays.is_empty()),
+                "{tag}: the blocked dry run shows no plan: {:?}",
+                r.convert
+            );
+        }
     }
 }
 

@@ -165,29 +165,43 @@ pub fn run(
         return Ok(());
     }
     let mirror = select_mirror(mirror_sel, source, disks)?;
+    // From here a refusal still plans: the dry run shows the plan with every blocker,
+    // and a real run names them all at once, before anything is written.
+    let mut blockers = Vec::new();
     let wipe_allowed = args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror));
     if !mirror.blank && !wipe_allowed {
         let what = describe_contents(mirror);
-        return Err(plan::PlanError::MirrorNotBlank(
-            mirror.path.clone(),
-            what,
-            mirror
-                .serial
-                .clone()
-                .map(|s| format!("serial:{s}"))
-                .unwrap_or(mirror.name.clone()),
-        )
-        .to_string());
+        blockers.push(
+            plan::PlanError::MirrorNotBlank(
+                mirror.path.clone(),
+                what,
+                mirror
+                    .serial
+                    .clone()
+                    .map(|s| format!("serial:{s}"))
+                    .unwrap_or(mirror.name.clone()),
+            )
+            .to_string(),
+        );
     }
-    let plan = preflight(args, source, mirror)?;
-    // What the configure step will need from the host's own root, read now: a missing
-    // tool or file refuses the job before anything is written.
+    let (plan, more) = preflight(args, source, mirror)?;
+    blockers.extend(more);
+    // What the configure step will need from the host's own root, read now (read-only,
+    // without replaying a journal): a missing tool or file refuses the job.
     ctx.require_modules(&["ext4"])?;
-    with_source_root(&plan, |root| configure::check_target(root, &plan))?;
+    if let Err(e) = with_source_root(&plan, |root| configure::check_target(root, &plan)) {
+        blockers.push(e);
+    }
     for line in plan.human_lines() {
         ctx.say(&line);
     }
     rep.plan = Some(plan.clone());
+    if !blockers.is_empty() {
+        for b in &blockers {
+            ctx.say(&format!("convert: blocked: {b}"));
+        }
+        return Err(blocked(&blockers));
+    }
     rep.started_from = "new".into();
     if args.dry_run {
         ctx.say("convert: dry run: nothing was written");
@@ -201,6 +215,18 @@ pub fn run(
         files_changed: Vec::new(),
     };
     execute(ctx, j, rep)
+}
+
+/// One line for the report: the blocker itself when there is one, else all of them.
+fn blocked(blockers: &[String]) -> String {
+    match blockers {
+        [one] => one.clone(),
+        all => format!(
+            "{} problems block the conversion (nothing was written): {}",
+            all.len(),
+            all.join("; ")
+        ),
+    }
 }
 
 fn disk_name(path: &str) -> &str {
@@ -665,4 +691,23 @@ pub(crate) fn wait_in_sync(arrays: &[(String, String)], what: &str) -> Result<Ve
 pub(crate) fn kernel_log_line(line: &str) {
     crate::heartbeat::said();
     let _ = std::fs::write("/dev/kmsg", format!("{line}\n"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blocked;
+
+    #[test]
+    fn one_blocker_is_its_own_line_several_are_counted() {
+        assert_eq!(
+            blocked(&["mirror is not blank".into()]),
+            "mirror is not blank"
+        );
+        let two = blocked(&["a: not blank".into(), "b: unclean".into()]);
+        assert_eq!(
+            two,
+            "2 problems block the conversion (nothing was written): a: not blank; b: unclean"
+        );
+        assert!(!two.contains('\n'));
+    }
 }

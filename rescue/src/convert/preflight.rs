@@ -12,12 +12,15 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
-/// Reads every source partition it needs, and plans. Writes nothing.
+/// Reads every source partition it needs, and plans. Writes nothing. Returns the plan
+/// and what blocks it that does not stop the planning itself (an unclean filesystem):
+/// the dry run shows the plan with every blocker; a real run refuses before writing.
 pub(super) fn preflight(
     args: &cmdline::Plan,
     source: &Disk,
     mirror: &Disk,
-) -> Result<ConvertPlan, String> {
+) -> Result<(ConvertPlan, Vec<String>), String> {
+    let mut blockers = Vec::new();
     if source.xenserver.is_none() {
         return Err(plan::PlanError::NotXenServer(source.path.clone()).to_string());
     }
@@ -32,7 +35,9 @@ pub(super) fn preflight(
         let dev = partition_path(&source.name, p.number)?;
         let mut part = File::open(&dev).map_err(|e| format!("open {}: {e}", dev.display()))?;
         if matches!(p.fs_type.as_deref(), Some("ext3" | "ext4" | "ext2")) {
-            check_clean_ext(&mut part, &dev)?;
+            if let Err(e) = check_clean_ext(&mut part, &dev) {
+                blockers.push(e);
+            }
         }
         let cp = clone::plan(&mut part, false).map_err(|e| format!("{}: {e}", dev.display()))?;
         let bytes = if cp.swap.is_some() {
@@ -81,7 +86,7 @@ pub(super) fn preflight(
     ];
     p.chroot_commands
         .extend(p.boot_chain.plan_lines(&mirror.path, &source.path));
-    Ok(p)
+    Ok((p, blockers))
 }
 
 /// Refuses a filesystem that was not cleanly unmounted: its copy would not check clean.
