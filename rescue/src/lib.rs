@@ -11,6 +11,7 @@ pub mod cmdline;
 pub mod convert;
 pub mod copier;
 pub mod devices;
+pub mod extract;
 pub mod formats;
 pub mod fuzzing;
 pub mod heartbeat;

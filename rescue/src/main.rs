@@ -25,6 +25,22 @@ enum Command {
     /// Copy a partition or image: ext used blocks only, LVM PV metadata and allocated
     /// extents only, swap header only, anything else every byte.
     Clone(rescue::clone::CloneArgs),
+    /// Write one LV, or one partition inside an LV, from a disk image or device to a sparse
+    /// file (ext: used blocks only), with no LVM running. Read-only on the disk.
+    Extract {
+        /// The image file or block device holding the PV.
+        #[arg(long)]
+        disk: PathBuf,
+        /// `LV` or `VG/LV` (e.g. `VG_XenStorage-<uuid>/LV-<uuid>`).
+        #[arg(long)]
+        lv: String,
+        /// A partition of the partition table inside the LV (a VM's disk).
+        #[arg(long)]
+        partition: Option<u32>,
+        /// The file to write; it must not exist.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -58,6 +74,25 @@ fn main() -> anyhow::Result<()> {
         Command::Clone(args) => {
             let summary = rescue::clone::run(&args)?;
             println!("{}", serde_json::to_string(&summary)?);
+            Ok(())
+        }
+        Command::Extract {
+            disk,
+            lv,
+            partition,
+            out,
+        } => {
+            let req = rescue::extract::Request {
+                disk,
+                lv,
+                partition,
+                out,
+            };
+            let done = rescue::extract::extract(&req)?;
+            for line in rescue::extract::human_lines(&done, &req.out) {
+                eprintln!("{line}");
+            }
+            println!("{}", serde_json::to_string(&done)?);
             Ok(())
         }
     }
