@@ -6,6 +6,7 @@
 //! plain file I/O; `inspect`, `copier` and `init` orchestrate.
 
 pub mod arrays;
+pub mod backup;
 pub mod clone;
 pub mod cmdline;
 pub mod convert;
