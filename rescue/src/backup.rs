@@ -127,7 +127,16 @@ fn plan_items<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Vec<Planned>, Ba
         let start = p.start_lba * ss;
         let mut w = Window::new(&mut *r, start, p.size_bytes);
         let cp = clone::plan(&mut w, false)?;
-        let (used, method) = if cp.swap.is_some() {
+        let in_lvs = match cp.kind {
+            clone::Kind::Lvm2Pv => pv_used(&mut w, p.size_bytes),
+            _ => None,
+        };
+        let (used, method) = if let Some(used) = in_lvs {
+            (
+                used,
+                "LVM2 PV (metadata, and each LV by its content)".to_string(),
+            )
+        } else if cp.swap.is_some() {
             (
                 vec![(0, 4096.min(p.size_bytes))],
                 "swap header page".to_string(),
@@ -181,6 +190,94 @@ fn plan_items<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Vec<Planned>, Ba
     }
     Ok(items)
 }
+
+/// A PV's used bytes (PV-relative, sorted, merged): the label and metadata before the
+/// first extent, and per LV what its content uses (an ext filesystem's used blocks, or a
+/// partition table with each ext partition's used blocks and everything else whole),
+/// mapped through the LV's segments. An LV whose content is anything else (a VHD: the
+/// LV is as large as its allocated blocks) or cannot be mapped is taken whole; `None`
+/// when the VG cannot be read (the caller copies every allocated extent then).
+fn pv_used<R: Read + Seek>(w: &mut R, pv_len: u64) -> Option<Vec<(u64, u64)>> {
+    use crate::formats::{ext, lvm, mbr};
+    let label = lvm::PvLabel::read(w).ok()?;
+    let vg = lvm::read_vg(w, &label).ok()??;
+    let pv = vg.pv_by_uuid(&label.pv_uuid)?.name.clone();
+    let mut out = vec![(0, vg.extent_offset(&pv, 0)?)];
+    for lv in &vg.lvs {
+        let map = vg.lv_map(lv);
+        let ext_used = |r: &mut dyn ReadSeekDyn, at: u64, len: u64| -> Vec<(u64, u64)> {
+            let mut part = Window::new(r, at, len);
+            match ext::used_map(&mut part) {
+                Ok(m) => m
+                    .extents
+                    .ranges()
+                    .iter()
+                    .map(|&(s, e)| (at + s.0, at + e.0.min(len)))
+                    .collect(),
+                Err(_) => vec![(at, at + len)],
+            }
+        };
+        let lv_ranges: Vec<(u64, u64)> = {
+            let mut lr = lvm::LvReader::new(&mut *w, &map, &pv, 0, pv_len);
+            if ext::used_map(&mut lr).is_ok() {
+                ext_used(&mut lr, 0, map.size)
+            } else if let Ok(t) = gpt::read(&mut lr, Some(512)) {
+                let mut v = vec![
+                    (0, (34 * 512u64).min(map.size)),
+                    (map.size.saturating_sub(33 * 512), map.size),
+                ];
+                for p in &t.partitions {
+                    let (s, e) = (p.first_lba.0 * 512, (p.last_lba.0 + 1) * 512);
+                    if e <= map.size && s < e {
+                        v.extend(ext_used(&mut lr, s, e - s));
+                    }
+                }
+                v
+            } else if let Some(t) = mbr::read(&mut lr, 512)
+                .ok()
+                .filter(|t| !t.partitions.is_empty())
+            {
+                let mut v = vec![(0, 512)];
+                for p in &t.partitions {
+                    let s = p.start_lba.0 * 512;
+                    let e = s.saturating_add(p.sectors * 512).min(map.size);
+                    // The MiB before each partition holds any extended boot record.
+                    v.push((s.saturating_sub(1 << 20), s.min(map.size)));
+                    if s < e && !matches!(p.type_byte, 0x05 | 0x0f | 0x85) {
+                        v.extend(ext_used(&mut lr, s, e - s));
+                    }
+                }
+                v
+            } else {
+                vec![(0, map.size)]
+            }
+        };
+        for (s, e) in lv_ranges {
+            let mut at = s;
+            while at < e.min(map.size) {
+                let Ok(run) = map.locate(at) else { break };
+                let len = run.len.min(e - at);
+                if run.pv == pv {
+                    out.push((run.offset, run.offset.saturating_add(len).min(pv_len)));
+                }
+                at += len;
+            }
+        }
+    }
+    out.retain(|(s, e)| s < e);
+    out.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::new();
+    for (s, e) in out {
+        match merged.last_mut() {
+            Some(l) if s <= l.1 => l.1 = l.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    Some(merged)
+}
+
+trait ReadSeekDyn: Read + Seek {}
+impl<T: Read + Seek + ?Sized> ReadSeekDyn for T {}
 
 /// The stream's chunk at `at` (relative to the item): used bytes read, the rest zeros.
 fn read_chunk<R: Read + Seek>(
