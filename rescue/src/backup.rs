@@ -106,6 +106,29 @@ struct Planned {
 
 fn plan_items<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Vec<Planned>, BackupError> {
     let ss = u64::from(disk.logical_sector_size);
+    if disk.table.is_none() {
+        // A filesystem, PV or swap on the whole device (a partition or an LV given as the
+        // disk): one item, planned like a partition.
+        let cp = clone::plan(r, false)?;
+        let used = if cp.swap.is_some() {
+            vec![(0, 4096.min(disk.size_bytes))]
+        } else {
+            cp.extents
+                .ranges()
+                .iter()
+                .map(|&(s, e)| (s.0, e.0.min(disk.size_bytes)))
+                .filter(|(s, e)| s < e)
+                .collect()
+        };
+        return Ok(vec![Planned {
+            name: "00-whole".into(),
+            what: format!("the whole device ({})", cp.kind),
+            disk_offset: 0,
+            size: disk.size_bytes,
+            used,
+            method: cp.kind.to_string(),
+        }]);
+    }
     let mut parts: Vec<_> = disk.partitions.iter().collect();
     parts.sort_by_key(|p| p.start_lba);
     let first = parts.first().map_or(disk.size_bytes, |p| p.start_lba * ss);

@@ -377,3 +377,49 @@ fn a_backup_goes_only_into_an_empty_directory() {
     assert!(matches!(e, BackupError::NotEmpty(_)), "{e}");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
 }
+
+#[test]
+fn a_bare_filesystem_is_one_item_of_its_used_blocks() {
+    let dir = TempDir::new("backup-bare");
+    let img = dir.path("root.fs");
+    sparse_file(&img, 32 * MIB);
+    let files = dir.path("files");
+    std::fs::create_dir_all(&files).unwrap();
+    std::fs::write(files.join("a.bin"), noise(2 << 20, 9)).unwrap();
+    run(
+        "mke2fs",
+        &["-q", "-F", "-t", "ext4", "-d", p(&files), p(&img)],
+    );
+    let d = inspect_path(&img).unwrap();
+    let bk = dir.path("bk");
+    let m = backup::backup(&mut File::open(&img).unwrap(), &d, &bk, 0, |_, _| {}).unwrap();
+    assert_eq!(m.items.len(), 1, "{:?}", m.items);
+    assert_eq!(m.items[0].name, "00-whole");
+    // What dumpe2fs counts as used, no more.
+    let h = run("dumpe2fs", &["-h", p(&img)]);
+    let field = |k: &str| -> u64 {
+        h.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let used = (field("Block count:") - field("Free blocks:")) * field("Block size:");
+    assert_eq!(m.items[0].used_bytes, used, "{:?}", m.items[0]);
+    let out = dir.path("restored.fs");
+    sparse_file(&out, 32 * MIB);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&out)
+        .unwrap();
+    backup::restore(&bk, &mut f, 32 * MIB).unwrap();
+    run("e2fsck", &["-fn", p(&out)]);
+    let got = dir.path("a.out");
+    run(
+        "debugfs",
+        &["-R", &format!("dump /a.bin {}", p(&got)), p(&out)],
+    );
+    assert_eq!(std::fs::read(&got).unwrap(), noise(2 << 20, 9));
+}
