@@ -16,17 +16,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const CONF: &str = "global { activation = 0 } \
-    activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } \
-    backup { backup = 0 archive = 0 }";
 const VG: &str = "VG_XenStorage-backup";
 const DISK: u64 = 64 * MIB;
-
-fn lvm(tool: &str, dev: &str, args: &[&str]) -> String {
-    let mut a = vec!["--devices", dev, "--config", CONF];
-    a.extend_from_slice(args);
-    run(tool, &a)
-}
 
 fn noise(len: usize, seed: u32) -> Vec<u8> {
     (0..len as u32)
@@ -114,19 +105,19 @@ fn host() -> Host {
     let (lv_pe, pe_start) = {
         let lo = Loop::new(&disk, pv, pv_len);
         let d = lo.0.as_str();
-        lvm("pvcreate", d, &["-ff", "-y", "--norestorefile", d]);
-        lvm("vgcreate", d, &["-s", "1m", VG, d]);
-        lvm(
+        lvm_on("pvcreate", d, &["-ff", "-y", "--norestorefile", d]);
+        lvm_on("vgcreate", d, &["-s", "1m", VG, d]);
+        lvm_on(
             "lvcreate",
             d,
             &["-an", "-Zn", "-y", "-L", "4m", "-n", "MGT", VG],
         );
-        lvm(
+        lvm_on(
             "lvcreate",
             d,
             &["-an", "-Zn", "-y", "-L", "8m", "-n", "LV-vm", VG],
         );
-        let seg = lvm(
+        let seg = lvm_on(
             "lvs",
             d,
             &[
@@ -146,22 +137,7 @@ fn host() -> Host {
             .unwrap()
             .parse()
             .unwrap();
-        let pe_start: u64 = lvm(
-            "pvs",
-            d,
-            &[
-                "--noheadings",
-                "--units",
-                "b",
-                "--nosuffix",
-                "-o",
-                "pe_start",
-                d,
-            ],
-        )
-        .trim()
-        .parse()
-        .unwrap();
+        let pe_start = pe_start_bytes(d);
         (pe, pe_start)
     };
     // The VM's disk in LV-vm: an MBR and an ext4 with a file.

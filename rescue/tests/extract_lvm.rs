@@ -13,21 +13,11 @@ use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
-/// Keep LVM away from the host's devices and from device-mapper, which this host lacks.
-const CONF: &str = "global { activation = 0 } \
-    activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } \
-    backup { backup = 0 archive = 0 }";
 const VG: &str = "VG_XenStorage-extract";
-
-fn lvm(tool: &str, dev: &str, args: &[&str]) -> String {
-    let mut a = vec!["--devices", dev, "--config", CONF];
-    a.extend_from_slice(args);
-    run(tool, &a)
-}
 
 /// Per LV, its segments as (first logical extent, first physical extent, count).
 fn segments(dev: &str) -> BTreeMap<String, Vec<(u64, u64, u64)>> {
-    let out = lvm(
+    let out = lvm_on(
         "lvs",
         dev,
         &[
@@ -111,41 +101,26 @@ fn host() -> Host {
     let segs = {
         let lo = Loop::new(&disk, pv_start, pv_len);
         let d = lo.0.as_str();
-        lvm("pvcreate", d, &["-ff", "-y", "--norestorefile", d]);
-        lvm("vgcreate", d, &["-s", "1m", VG, d]);
-        lvm(
+        lvm_on("pvcreate", d, &["-ff", "-y", "--norestorefile", d]);
+        lvm_on("vgcreate", d, &["-s", "1m", VG, d]);
+        lvm_on(
             "lvcreate",
             d,
             &["-an", "-Zn", "-y", "-L", "4m", "-n", "MGT", VG],
         );
-        lvm(
+        lvm_on(
             "lvcreate",
             d,
             &["-an", "-Zn", "-y", "-L", "6m", "-n", "LV-vm", VG],
         );
-        lvm(
+        lvm_on(
             "lvcreate",
             d,
             &["-an", "-Zn", "-y", "-L", "2m", "-n", "spacer", VG],
         );
         // The VM's disk grows: its last 4 MiB lie after the spacer.
-        lvm("lvextend", d, &["-L", "+4m", &format!("{VG}/LV-vm")]);
-        let pe_start: u64 = lvm(
-            "pvs",
-            d,
-            &[
-                "--noheadings",
-                "--units",
-                "b",
-                "--nosuffix",
-                "-o",
-                "pe_start",
-                d,
-            ],
-        )
-        .trim()
-        .parse()
-        .unwrap();
+        lvm_on("lvextend", d, &["-L", "+4m", &format!("{VG}/LV-vm")]);
+        let pe_start = pe_start_bytes(d);
         (segments(d), pe_start)
     };
     let (segs, pe_start) = segs;
