@@ -532,7 +532,45 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BackupError> {
             err: format!("format {:?}, this tool reads {FORMAT}", m.format),
         });
     }
+    check_layout(&m).map_err(|err| BackupError::NoManifest {
+        dir: dir.display().to_string(),
+        err,
+    })?;
     Ok(m)
+}
+
+/// Items inside the disk, in order, not overlapping, each with its files named inside
+/// the backup directory: a damaged or edited manifest must not steer a write elsewhere.
+fn check_layout(m: &Manifest) -> Result<(), String> {
+    let mut end = 0u64;
+    for it in &m.items {
+        let it_end = it
+            .disk_offset
+            .checked_add(it.size_bytes)
+            .filter(|&e| e <= m.source.size_bytes)
+            .ok_or_else(|| {
+                format!(
+                    "item {} lies outside the {}-byte disk",
+                    it.name, m.source.size_bytes
+                )
+            })?;
+        if it.disk_offset < end {
+            return Err(format!("item {} overlaps the one before it", it.name));
+        }
+        end = it_end;
+        if it.files.is_empty()
+            || it
+                .files
+                .iter()
+                .any(|f| f.is_empty() || f.contains('/') || f.starts_with('.'))
+        {
+            return Err(format!(
+                "item {} names its files wrongly: {:?}",
+                it.name, it.files
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The item's uncompressed stream.
@@ -688,4 +726,54 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn manifest(items: &[(u64, u64)]) -> Manifest {
+        Manifest {
+            format: FORMAT.into(),
+            created_unix: 0,
+            source: SourceDisk {
+                path: "/dev/sda".into(),
+                serial: None,
+                size_bytes: 1 << 20,
+                logical_sector_size: 512,
+                table: Some("gpt".into()),
+                disk_guid: None,
+            },
+            items: items
+                .iter()
+                .enumerate()
+                .map(|(i, &(o, n))| Item {
+                    name: format!("{i:02}"),
+                    what: String::new(),
+                    disk_offset: o,
+                    size_bytes: n,
+                    used_bytes: 0,
+                    method: "raw".into(),
+                    sha256: String::new(),
+                    files: vec![format!("{i:02}.gz.000")],
+                    compressed_bytes: 0,
+                })
+                .collect(),
+            inspect: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_manifest_cannot_steer_a_write_outside_the_disk() {
+        assert!(check_layout(&manifest(&[(0, 4096), (4096, 8192)])).is_ok());
+        let outside = check_layout(&manifest(&[(0, 4096), ((1 << 20) - 10, 4096)]));
+        assert!(outside.unwrap_err().contains("outside"));
+        let wraps = check_layout(&manifest(&[(u64::MAX - 1, 4096)]));
+        assert!(wraps.unwrap_err().contains("outside"));
+        let overlap = check_layout(&manifest(&[(0, 8192), (4096, 4096)]));
+        assert!(overlap.unwrap_err().contains("overlaps"));
+        let mut m = manifest(&[(0, 4096)]);
+        m.items[0].files = vec!["../../etc/passwd".into()];
+        assert!(check_layout(&m).unwrap_err().contains("names its files"));
+    }
 }
