@@ -6,11 +6,13 @@
 //! plain file I/O; `inspect`, `copier` and `init` orchestrate.
 
 pub mod arrays;
+pub mod backup;
 pub mod clone;
 pub mod cmdline;
 pub mod convert;
 pub mod copier;
 pub mod devices;
+pub mod extract;
 pub mod formats;
 pub mod fuzzing;
 pub mod heartbeat;

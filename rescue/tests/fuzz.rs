@@ -117,48 +117,27 @@ fn disk_image(dir: &TempDir) -> Seed {
 /// An LVM PV with a VG and two LVs, small extents so it fits a small seed.
 fn lvm_at(img: &Path, offset: u64, size: u64) {
     let lo = Loop::new(img, offset, size);
-    run(
+    let d = lo.0.as_str();
+    lvm_on(
         "pvcreate",
+        d,
         &[
-            "--devices",
-            &lo.0,
             "-ff",
             "-y",
             "--norestorefile",
-            "--config",
-            "devices { pv_min_size = 512 }",
             "--metadatasize",
             "128k",
             "--dataalignment",
             "64k",
-            &lo.0,
+            d,
         ],
     );
-    // No device-mapper needed: LVs are made inactive.
-    let cfg = "backup { backup = 0 archive = 0 } devices { pv_min_size = 512 } \
-               global { activation = 0 } \
-               activation { udev_sync = 0 udev_rules = 0 monitoring = 0 }";
-    run(
-        "vgcreate",
-        &[
-            "--devices",
-            &lo.0,
-            "--config",
-            cfg,
-            "-s",
-            "64k",
-            "VG_XenStorage-fuzz",
-            &lo.0,
-        ],
-    );
+    lvm_on("vgcreate", d, &["-s", "64k", "VG_XenStorage-fuzz", d]);
     for (name, size) in [("MGT", "64k"), ("VHD-fuzz", "256k")] {
-        run(
+        lvm_on(
             "lvcreate",
+            d,
             &[
-                "--devices",
-                &lo.0,
-                "--config",
-                cfg,
                 "-an",
                 "-Zn",
                 "-y",

@@ -70,6 +70,9 @@ pub fn run(sh: &Shell, args: &FuzzArgs) -> Result<()> {
             .collect::<Result<_>>()?
     };
 
+    // libfuzzer-sys builds libFuzzer itself (C++); the seeds need the test's tools.
+    let tools: Vec<(&str, &str)> = [crate::deps::TEST, &[("g++", "g++")]].concat();
+    crate::deps::ensure(sh, &tools, &[])?;
     let root = crate::project_root();
     let work = root.join("target/fuzz");
     let cache = crate::cache::root().join("fuzz");

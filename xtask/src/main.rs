@@ -30,7 +30,7 @@ enum Verb {
     Test,
     /// Run every test including the full QEMU matrix.
     E2e,
-    /// Performance figures: `boot` (default), `clone` or `convert`.
+    /// Performance figures: `boot` (default), `clone`, `convert` or `backup`.
     Bench { what: Option<String> },
     /// PXE bundle in target/rescue/pxe/ (pxelinux, iPXE and GRUB netboot examples).
     Pxe(delivery::DeliveryArgs),
@@ -50,16 +50,15 @@ fn main() -> anyhow::Result<()> {
         Verb::Build(args) => build::run(&sh, &args).map(drop),
         Verb::Test => test::run(&sh, test::Scope::Ci),
         Verb::E2e => test::run(&sh, test::Scope::Full),
-        Verb::Bench { what } => {
-            match what.as_deref() {
-                None | Some("boot") => bench::boot::run(&sh),
-                Some("clone") => bench::clone::run(&sh),
-                Some("convert") => bench::convert::run(&sh),
-                Some(other) => {
-                    anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot`, `clone` or `convert`")
-                }
+        Verb::Bench { what } => match what.as_deref() {
+            None | Some("boot") => bench::boot::run(&sh),
+            Some("clone") => bench::clone::run(&sh),
+            Some("convert") => bench::convert::run(&sh),
+            Some("backup") => bench::backup::run(&sh),
+            Some(other) => {
+                anyhow::bail!("unknown bench {other:?}: use `cargo xtask bench boot`, `clone`, `convert` or `backup`")
             }
-        }
+        },
         Verb::Pxe(args) => delivery::pxe::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Usb(args) => delivery::usb::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Fuzz(args) => fuzz::run(&sh, &args),

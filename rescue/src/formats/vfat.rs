@@ -92,3 +92,204 @@ pub fn parse(s: &[u8; 512]) -> Option<Vfat> {
         serial: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff),
     })
 }
+
+/// Why a FAT32 file system cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("{0} bytes is too small for FAT32 (at least 33 MiB): use a larger disk or partition")]
+    TooSmall(u64),
+    #[error("{0} bytes is too large for FAT32 (at most 2 TiB with 512-byte sectors): use a smaller partition")]
+    TooLarge(u64),
+    #[error("the label {0:?} is not 1 to 11 characters of A-Z, 0-9, space, - or _")]
+    BadLabel(String),
+    #[error("writing the file system: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// FAT32 geometry for a volume of `sectors` 512-byte sectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Fat32Layout {
+    pub sectors: u64,
+    pub sectors_per_cluster: u32,
+    pub reserved: u32,
+    pub fat_sectors: u32,
+    pub clusters: u32,
+}
+
+const RESERVED: u32 = 32;
+const FATS: u32 = 2;
+
+impl Fat32Layout {
+    /// The cluster size Windows' and mkfs.fat's tables give for the size, and the FAT
+    /// size from the FAT specification's formula.
+    pub fn for_sectors(sectors: u64) -> Result<Self, FormatError> {
+        let bytes = sectors * 512;
+        if sectors > u64::from(u32::MAX) {
+            return Err(FormatError::TooLarge(bytes));
+        }
+        let spc: u32 = match bytes {
+            b if b <= 260 << 20 => 1,
+            b if b <= 8 << 30 => 8,
+            b if b <= 16 << 30 => 16,
+            b if b <= 32 << 30 => 32,
+            _ => 64,
+        };
+        let total = sectors as u32;
+        let tmp1 = u64::from(total.saturating_sub(RESERVED));
+        let tmp2 = (256 * u64::from(spc) + u64::from(FATS)) / 2;
+        let fat_sectors = tmp1.div_ceil(tmp2) as u32;
+        let data = total
+            .checked_sub(RESERVED + FATS * fat_sectors)
+            .ok_or(FormatError::TooSmall(bytes))?;
+        let clusters = data / spc;
+        // Below 65525 clusters every reader takes the volume for FAT16.
+        if clusters < 65525 {
+            return Err(FormatError::TooSmall(bytes));
+        }
+        Ok(Fat32Layout {
+            sectors,
+            sectors_per_cluster: spc,
+            reserved: RESERVED,
+            fat_sectors,
+            clusters,
+        })
+    }
+}
+
+/// Makes an empty FAT32 file system on the `len` bytes of `w` from its start: boot
+/// sector and its backup, FSInfo, both FATs zeroed with the root directory's cluster
+/// allocated, and the root directory holding the volume label. `hidden_sectors` is the
+/// partition's first LBA (the BPB records it). Writes nothing when the size or label is
+/// refused.
+pub fn format_fat32<W: io::Write + Seek>(
+    w: &mut W,
+    len: u64,
+    label: &str,
+    serial: u32,
+    hidden_sectors: u32,
+) -> Result<Fat32Layout, FormatError> {
+    use io::SeekFrom;
+    let ok_label = !label.is_empty()
+        && label.len() <= 11
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b" -_".contains(&b));
+    if !ok_label {
+        return Err(FormatError::BadLabel(label.into()));
+    }
+    let l = Fat32Layout::for_sectors(len / 512)?;
+    let mut label11 = [b' '; 11];
+    label11[..label.len()].copy_from_slice(label.as_bytes());
+
+    let mut boot = [0u8; 512];
+    boot[..3].copy_from_slice(&[0xEB, 0x58, 0x90]);
+    boot[3..11].copy_from_slice(b"XENRAID ");
+    boot[11..13].copy_from_slice(&512u16.to_le_bytes());
+    boot[13] = l.sectors_per_cluster as u8;
+    boot[14..16].copy_from_slice(&(l.reserved as u16).to_le_bytes());
+    boot[16] = FATS as u8;
+    boot[21] = 0xF8;
+    boot[24..26].copy_from_slice(&63u16.to_le_bytes());
+    boot[26..28].copy_from_slice(&255u16.to_le_bytes());
+    boot[28..32].copy_from_slice(&hidden_sectors.to_le_bytes());
+    boot[32..36].copy_from_slice(&(l.sectors as u32).to_le_bytes());
+    boot[36..40].copy_from_slice(&l.fat_sectors.to_le_bytes());
+    boot[44..48].copy_from_slice(&2u32.to_le_bytes()); // root directory cluster
+    boot[48..50].copy_from_slice(&1u16.to_le_bytes()); // FSInfo sector
+    boot[50..52].copy_from_slice(&6u16.to_le_bytes()); // backup boot sector
+    boot[64] = 0x80;
+    boot[66] = 0x29;
+    boot[67..71].copy_from_slice(&serial.to_le_bytes());
+    boot[71..82].copy_from_slice(&label11);
+    boot[82..90].copy_from_slice(b"FAT32   ");
+    boot[510] = 0x55;
+    boot[511] = 0xAA;
+
+    let mut info = [0u8; 512];
+    info[..4].copy_from_slice(&0x4161_5252u32.to_le_bytes());
+    info[484..488].copy_from_slice(&0x6141_7272u32.to_le_bytes());
+    info[488..492].copy_from_slice(&(l.clusters - 1).to_le_bytes());
+    info[492..496].copy_from_slice(&3u32.to_le_bytes());
+    info[508..512].copy_from_slice(&0xAA55_0000u32.to_le_bytes());
+
+    // Reserved area, both FATs and the root cluster: zeros first (a reused disk's old
+    // FAT must not show through), then the structures.
+    let zero = vec![0u8; 1 << 20];
+    let meta = u64::from(l.reserved + FATS * l.fat_sectors + l.sectors_per_cluster) * 512;
+    w.seek(SeekFrom::Start(0))?;
+    let mut left = meta;
+    while left > 0 {
+        let n = left.min(zero.len() as u64) as usize;
+        w.write_all(&zero[..n])?;
+        left -= n as u64;
+    }
+    for at in [0u64, 6] {
+        w.seek(SeekFrom::Start(at * 512))?;
+        w.write_all(&boot)?;
+        w.write_all(&info)?;
+    }
+    let mut fat0 = [0u8; 12];
+    fat0[..4].copy_from_slice(&0x0FFF_FFF8u32.to_le_bytes());
+    fat0[4..8].copy_from_slice(&0x0FFF_FFFFu32.to_le_bytes());
+    fat0[8..12].copy_from_slice(&0x0FFF_FFF8u32.to_le_bytes()); // root: end of chain
+    for f in 0..FATS {
+        w.seek(SeekFrom::Start(
+            u64::from(l.reserved + f * l.fat_sectors) * 512,
+        ))?;
+        w.write_all(&fat0)?;
+    }
+    let mut entry = [0u8; 32];
+    entry[..11].copy_from_slice(&label11);
+    entry[11] = 0x08; // volume label
+    w.seek(SeekFrom::Start(
+        u64::from(l.reserved + FATS * l.fat_sectors) * 512,
+    ))?;
+    w.write_all(&entry)?;
+    w.flush()?;
+    Ok(l)
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    #[test]
+    fn layout_follows_the_cluster_table_and_refuses_fat16_sizes() {
+        let l = Fat32Layout::for_sectors((64 << 20) / 512).unwrap();
+        assert_eq!(l.sectors_per_cluster, 1);
+        let l = Fat32Layout::for_sectors((4u64 << 30) / 512).unwrap();
+        assert_eq!(l.sectors_per_cluster, 8);
+        let l = Fat32Layout::for_sectors((500u64 << 30) / 512).unwrap();
+        assert_eq!(l.sectors_per_cluster, 64);
+        // The FATs hold every cluster plus the two reserved entries.
+        assert!(u64::from(l.fat_sectors) * 128 >= u64::from(l.clusters) + 2);
+        assert!(matches!(
+            Fat32Layout::for_sectors((20 << 20) / 512),
+            Err(FormatError::TooSmall(_))
+        ));
+        assert!(matches!(
+            Fat32Layout::for_sectors(u64::from(u32::MAX) + 1),
+            Err(FormatError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_bad_label_writes_nothing() {
+        let mut c = io::Cursor::new(vec![0xAAu8; 64 << 20]);
+        assert!(matches!(
+            format_fat32(&mut c, 64 << 20, "lower case", 1, 0),
+            Err(FormatError::BadLabel(_))
+        ));
+        assert!(c.get_ref().iter().all(|&b| b == 0xAA));
+    }
+
+    #[test]
+    fn what_it_writes_parses_back() {
+        let mut c = io::Cursor::new(vec![0u8; 64 << 20]);
+        format_fat32(&mut c, 64 << 20, "XENRAID-BK", 0x1234_ABCD, 2048).unwrap();
+        let v = probe(&mut c, 0).unwrap().unwrap();
+        assert_eq!(v.fat_bits, 32);
+        assert_eq!(v.label.as_deref(), Some("XENRAID-BK"));
+        assert_eq!(v.serial, "1234-ABCD");
+    }
+}

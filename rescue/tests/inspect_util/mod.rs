@@ -407,3 +407,37 @@ pub fn part_range(img: &Path, n: u32) -> (u64, u64) {
     let i = sgdisk_info(img, n);
     (i.first * 512, (i.last - i.first + 1) * 512)
 }
+
+/// LVM kept to the device it is given and away from device-mapper (which this host
+/// lacks): LVs stay inactive, no udev, no metadata backups in the host's /etc; PVs as
+/// small as test seeds allowed.
+pub const LVM_CONF: &str = "global { activation = 0 } \
+    activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } \
+    backup { backup = 0 archive = 0 } devices { pv_min_size = 512 }";
+
+/// An LVM tool that sees `dev` only.
+pub fn lvm_on(tool: &str, dev: &str, args: &[&str]) -> String {
+    let mut a = vec!["--devices", dev, "--config", LVM_CONF];
+    a.extend_from_slice(args);
+    run(tool, &a)
+}
+
+/// Where the PV on `dev` has its first extent, in bytes.
+pub fn pe_start_bytes(dev: &str) -> u64 {
+    lvm_on(
+        "pvs",
+        dev,
+        &[
+            "--noheadings",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "pe_start",
+            dev,
+        ],
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}

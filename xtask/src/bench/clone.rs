@@ -6,7 +6,7 @@
 //! cache is dropped before every run and every run ends durable (fsync/sync).
 
 use anyhow::Context;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 use xshell::{cmd, Shell};
 
@@ -49,35 +49,8 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     let mut used_by_fill = Vec::new();
     for fill in [10u32, 50, 90] {
-        // A fully written source, as a real partition would be (holes read for free).
-        let (of, count) = (
-            format!("of={}", src.display()),
-            format!("count={size_mib}M"),
-        );
-        cmd!(
-            sh,
-            "dd if=/dev/zero {of} bs=4M {count} iflag=count_bytes conv=fsync status=none"
-        )
-        .run()?;
-        cmd!(sh, "mke2fs -F -q -t ext4 {src}").run()?;
-        cmd!(sh, "mount -o loop {src} {msrc}").run()?;
-        let free = free_bytes(sh, &src)?;
-        let mut left = free * u64::from(fill) / 100;
-        let mut i = 0;
-        while left > 0 {
-            let n = left.min(64 << 20);
-            let f = msrc.join(format!("f{i}"));
-            let data = std::fs::File::create(&f)?;
-            let mut urandom = std::fs::File::open("/dev/urandom")?;
-            std::io::copy(
-                &mut std::io::Read::take(&mut urandom, n),
-                &mut std::io::BufWriter::new(data),
-            )?;
-            left -= n;
-            i += 1;
-        }
-        cmd!(sh, "umount {msrc}").run()?;
-        let used = used_bytes(sh, &src)?;
+        super::filled_ext4(sh, &src, &msrc, size_mib, fill)?;
+        let used = super::used_bytes(sh, &src)?;
         used_by_fill.push((fill, used));
         let src_len = std::fs::metadata(&src)?.len();
 
@@ -198,24 +171,4 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-fn header(sh: &Shell, img: &Path, key: &str) -> anyhow::Result<u64> {
-    let h = cmd!(sh, "dumpe2fs -h {img}")
-        .quiet()
-        .ignore_stderr()
-        .read()?;
-    h.lines()
-        .find_map(|l| l.strip_prefix(key).map(|v| v.trim().parse::<u64>()))
-        .with_context(|| format!("dumpe2fs printed no {key}"))?
-        .map_err(Into::into)
-}
-
-fn used_bytes(sh: &Shell, img: &Path) -> anyhow::Result<u64> {
-    let bs = header(sh, img, "Block size:")?;
-    Ok((header(sh, img, "Block count:")? - header(sh, img, "Free blocks:")?) * bs)
-}
-
-fn free_bytes(sh: &Shell, img: &Path) -> anyhow::Result<u64> {
-    Ok(header(sh, img, "Free blocks:")? * header(sh, img, "Block size:")?)
 }
