@@ -132,7 +132,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             .context("no rescue backup row")?;
         println!(
             "| {} | {}% | {:.2} | {} | {} | {:.2} |",
-            r.tool,
+            r.tool.replace('|', "\\|"),
             r.fill,
             r.secs,
             r.written,
