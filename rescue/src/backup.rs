@@ -15,8 +15,10 @@
 //! every item back.
 
 use crate::clone;
+use crate::formats::extents::Extents;
 use crate::formats::{gpt, Window};
 use crate::inspect::Disk;
+use crate::units::Bytes;
 use flate2::read::MultiGzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
@@ -287,16 +289,8 @@ fn pv_used<R: Read + Seek>(w: &mut R, pv_len: u64) -> Option<Vec<(u64, u64)>> {
             }
         }
     }
-    out.retain(|(s, e)| s < e);
-    out.sort_unstable();
-    let mut merged: Vec<(u64, u64)> = Vec::new();
-    for (s, e) in out {
-        match merged.last_mut() {
-            Some(l) if s <= l.1 => l.1 = l.1.max(e),
-            _ => merged.push((s, e)),
-        }
-    }
-    Some(merged)
+    let merged = Extents::from_ranges(out.into_iter().map(|(s, e)| (Bytes(s), Bytes(e))).collect());
+    Some(merged.ranges().iter().map(|&(s, e)| (s.0, e.0)).collect())
 }
 
 trait ReadSeekDyn: Read + Seek {}
