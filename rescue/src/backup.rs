@@ -112,16 +112,7 @@ fn plan_items<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Vec<Planned>, Ba
         // A filesystem, PV or swap on the whole device (a partition or an LV given as the
         // disk): one item, planned like a partition.
         let cp = clone::plan(r, false)?;
-        let used = if cp.swap.is_some() {
-            vec![(0, 4096.min(disk.size_bytes))]
-        } else {
-            cp.extents
-                .ranges()
-                .iter()
-                .map(|&(s, e)| (s.0, e.0.min(disk.size_bytes)))
-                .filter(|(s, e)| s < e)
-                .collect()
-        };
+        let used = clone_used(&cp, disk.size_bytes);
         return Ok(vec![Planned {
             name: "00-whole".into(),
             what: format!("the whole device ({})", cp.kind),
@@ -163,17 +154,12 @@ fn plan_items<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Vec<Planned>, Ba
             )
         } else if cp.swap.is_some() {
             (
-                vec![(0, 4096.min(p.size_bytes))],
+                clone_used(&cp, p.size_bytes),
                 "swap header page".to_string(),
             )
         } else {
             (
-                cp.extents
-                    .ranges()
-                    .iter()
-                    .map(|&(s, e)| (s.0, e.0.min(p.size_bytes)))
-                    .filter(|(s, e)| s < e)
-                    .collect(),
+                clone_used(&cp, p.size_bytes),
                 format!(
                     "{} ({})",
                     cp.kind,
@@ -214,6 +200,20 @@ fn plan_items<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Vec<Planned>, Ba
         });
     }
     Ok(items)
+}
+
+/// What a clone plan says is used in `len` bytes: the header page of swap, else its
+/// extents, clipped to `len`.
+fn clone_used(cp: &clone::Plan, len: u64) -> Vec<(u64, u64)> {
+    if cp.swap.is_some() {
+        return vec![(0, 4096.min(len))];
+    }
+    cp.extents
+        .ranges()
+        .iter()
+        .map(|&(s, e)| (s.0, e.0.min(len)))
+        .filter(|(s, e)| s < e)
+        .collect()
 }
 
 /// A PV's used bytes (PV-relative, sorted, merged): the label and metadata before the
