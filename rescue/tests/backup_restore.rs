@@ -107,16 +107,8 @@ fn host() -> Host {
         let d = lo.0.as_str();
         lvm_on("pvcreate", d, &["-ff", "-y", "--norestorefile", d]);
         lvm_on("vgcreate", d, &["-s", "1m", VG, d]);
-        lvm_on(
-            "lvcreate",
-            d,
-            &["-an", "-Zn", "-y", "-L", "4m", "-n", "MGT", VG],
-        );
-        lvm_on(
-            "lvcreate",
-            d,
-            &["-an", "-Zn", "-y", "-L", "8m", "-n", "LV-vm", VG],
-        );
+        inactive_lv(d, VG, "MGT", "4m");
+        inactive_lv(d, VG, "LV-vm", "8m");
         let seg = lvm_on(
             "lvs",
             d,

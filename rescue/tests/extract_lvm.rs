@@ -103,21 +103,9 @@ fn host() -> Host {
         let d = lo.0.as_str();
         lvm_on("pvcreate", d, &["-ff", "-y", "--norestorefile", d]);
         lvm_on("vgcreate", d, &["-s", "1m", VG, d]);
-        lvm_on(
-            "lvcreate",
-            d,
-            &["-an", "-Zn", "-y", "-L", "4m", "-n", "MGT", VG],
-        );
-        lvm_on(
-            "lvcreate",
-            d,
-            &["-an", "-Zn", "-y", "-L", "6m", "-n", "LV-vm", VG],
-        );
-        lvm_on(
-            "lvcreate",
-            d,
-            &["-an", "-Zn", "-y", "-L", "2m", "-n", "spacer", VG],
-        );
+        inactive_lv(d, VG, "MGT", "4m");
+        inactive_lv(d, VG, "LV-vm", "6m");
+        inactive_lv(d, VG, "spacer", "2m");
         // The VM's disk grows: its last 4 MiB lie after the spacer.
         lvm_on("lvextend", d, &["-L", "+4m", &format!("{VG}/LV-vm")]);
         let pe_start = pe_start_bytes(d);

@@ -134,20 +134,7 @@ fn lvm_at(img: &Path, offset: u64, size: u64) {
     );
     lvm_on("vgcreate", d, &["-s", "64k", "VG_XenStorage-fuzz", d]);
     for (name, size) in [("MGT", "64k"), ("VHD-fuzz", "256k")] {
-        lvm_on(
-            "lvcreate",
-            d,
-            &[
-                "-an",
-                "-Zn",
-                "-y",
-                "-L",
-                size,
-                "-n",
-                name,
-                "VG_XenStorage-fuzz",
-            ],
-        );
+        inactive_lv(d, "VG_XenStorage-fuzz", name, size);
     }
 }
 

@@ -441,3 +441,12 @@ pub fn pe_start_bytes(dev: &str) -> u64 {
     .parse()
     .unwrap()
 }
+
+/// An LV of `size` (lvcreate's units) in `vg`, created inactive and not zeroed.
+pub fn inactive_lv(dev: &str, vg: &str, name: &str, size: &str) {
+    lvm_on(
+        "lvcreate",
+        dev,
+        &["-an", "-Zn", "-y", "-L", size, "-n", name, vg],
+    );
+}
