@@ -115,7 +115,7 @@ pub fn boot_xen_then(
     // stalling modprobe in soft lockups. The tests read the serial port only.
     let mut b = VmBuilder::new()
         .machine("pc")
-        .cpu("Haswell-noTSX", 1)
+        .cpu(crate::vm::XEN_CPU, 1)
         .memory_mib(2048)
         .vga("none")
         .bios_text_on_serial();

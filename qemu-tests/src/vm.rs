@@ -81,6 +81,19 @@ pub enum Firmware {
     Ovmf { code: PathBuf, vars: PathBuf },
 }
 
+/// The CPU model Xen hosts boot on under TCG: an AMD EPYC without SMAP.
+///
+/// - Not `max` (nor a plain `EPYC`): with SMAP, dom0 dies on its first page fault
+///   (Xen's PV bounce frame faults under TCG's SMAP).
+/// - Not an Intel model: Xen turns XPTI on for a PV dom0 on any Intel CPU that does
+///   not report RDCL_NO, which TCG cannot report. Every dom0 kernel entry then
+///   switches page tables, and under TCG each switch flushes QEMU's TLB. With
+///   `Haswell-noTSX`, dom0's systemd needed 37 to 73 s of its fixed 90 s budget for
+///   the generators after switch-root, with one other VM running. One boot went over,
+///   systemd killed the generators, and the host came up with no `/var/log` mount and
+///   no swap (issue 16, matrix run 6).
+pub const XEN_CPU: &str = "EPYC,-smap";
+
 #[derive(Clone, Debug)]
 pub struct VmBuilder {
     kernel: Option<(PathBuf, PathBuf, String)>,
@@ -148,7 +161,7 @@ impl VmBuilder {
         self.memory_mib = m;
         self
     }
-    /// Xen under TCG needs `Haswell-noTSX` and one CPU (see shared/reference/machine.md).
+    /// Xen guests take [`XEN_CPU`] and one CPU.
     pub fn cpu(mut self, cpu: &str, smp: u32) -> VmBuilder {
         self.cpu = cpu.into();
         self.smp = smp;

@@ -33,7 +33,7 @@ fn boot(img: &Path, serial: &str, tag: &str) -> Result<Boot, String> {
         "-machine".into(),
         "pc".into(),
         "-cpu".into(),
-        "Haswell-noTSX".into(),
+        qemu_tests::vm::XEN_CPU.into(),
         "-smp".into(),
         "1".into(),
         "-m".into(),
