@@ -524,3 +524,390 @@ pub fn newest(found: &[String]) -> Option<&String> {
         time(a).cmp(&time(b)).then_with(|| a.cmp(b))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cmdline::parse;
+    use crate::inspect::{Partition, XenServer};
+
+    const GIB: u64 = 1 << 30;
+
+    fn disk(name: &str, size: u64) -> Disk {
+        Disk {
+            name: name.into(),
+            path: format!("/dev/{name}"),
+            size_bytes: size,
+            logical_sector_size: 512,
+            serial: Some(format!("SER-{name}")),
+            ..Default::default()
+        }
+    }
+
+    fn with_parts(mut d: Disk, table: &str, fs: &[&str]) -> Disk {
+        d.table = Some(table.into());
+        d.partitions = fs
+            .iter()
+            .enumerate()
+            .map(|(i, f)| Partition {
+                number: i as u32 + 1,
+                start_lba: 2048 * (i as u64 + 1),
+                size_bytes: 1 << 20,
+                fs_type: Some(f.to_string()),
+                label: (*f == "vfat" && table == "mbr").then(|| LABEL.to_string()),
+                ..Default::default()
+            })
+            .collect();
+        d
+    }
+
+    fn xenserver(name: &str) -> Disk {
+        let mut d = with_parts(disk(name, 8 * GIB), "gpt", &["ext3", "ext3", "LVM2_member"]);
+        d.xenserver = Some(XenServer {
+            layout: "7.x".into(),
+            label_suffix: "abcdef".into(),
+            has_local_sr: true,
+            on_md: false,
+        });
+        d
+    }
+
+    fn blank(name: &str, size: u64) -> Disk {
+        Disk {
+            blank: true,
+            ..disk(name, size)
+        }
+    }
+
+    /// sda XenServer, sdb blank, sdc one FAT partition, sdd the stick, sde ext4 on the
+    /// whole disk, sdf two ext4 partitions, sdg blank and small, sdh blank with 4K sectors.
+    fn disks() -> Vec<Disk> {
+        let mut ext = disk("sde", 4 * GIB);
+        ext.whole_disk = Some(Content::Ext {
+            version: "ext4".into(),
+            label: None,
+            uuid: "u".into(),
+        });
+        let mut k4 = blank("sdh", 16 * GIB);
+        k4.logical_sector_size = 4096;
+        vec![
+            xenserver("sda"),
+            blank("sdb", 16 * GIB),
+            with_parts(disk("sdc", 32 * GIB), "gpt", &["vfat"]),
+            with_parts(disk("sdd", GIB), "mbr", &["vfat"]),
+            ext,
+            with_parts(disk("sdf", 8 * GIB), "gpt", &["ext4", "ext4"]),
+            blank("sdg", 20 << 20),
+            k4,
+        ]
+    }
+
+    fn stick() -> StickState {
+        StickState {
+            device: "/dev/sdd1".into(),
+            read_only: false,
+        }
+    }
+
+    fn backup(args: &str) -> Result<BackupTarget, JobError> {
+        backup_on(args, &disks(), Some(&stick()))
+    }
+
+    fn backup_on(
+        args: &str,
+        disks: &[Disk],
+        stick: Option<&StickState>,
+    ) -> Result<BackupTarget, JobError> {
+        let c = parse(&format!("rescue.action=backup {args}"));
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        plan_backup(&c.plan, disks, stick).map(|p| p.target)
+    }
+
+    fn restore(args: &str, stick: Option<&StickState>) -> Result<RestorePlan, JobError> {
+        let c = parse(&format!("rescue.action=restore {args}"));
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        plan_restore(&c.plan, &disks(), stick)
+    }
+
+    #[test]
+    fn an_existing_filesystem_is_used_as_it_is() {
+        let t = backup("rescue.source=auto rescue.to=sdc").unwrap();
+        let BackupTarget::Volume(v) = t else {
+            panic!("{t:?}")
+        };
+        assert_eq!((v.partition, v.fs), (Some(1), Fs::Vfat));
+        let t = backup("rescue.source=sda rescue.to=serial:SER-sde").unwrap();
+        assert!(matches!(
+            t,
+            BackupTarget::Volume(Volume {
+                partition: None,
+                fs: Fs::Ext4,
+                ..
+            })
+        ));
+        // Named in rescue.wipe= it is still used, not formatted: wipe allows, it does not order.
+        let t = backup("rescue.source=sda rescue.to=sdc rescue.wipe=sdc").unwrap();
+        assert!(matches!(t, BackupTarget::Volume(_)), "{t:?}");
+        // Any disk may be backed up when named; auto wants a XenServer install.
+        let c = parse("rescue.source=sdf rescue.to=sdc");
+        assert_eq!(
+            plan_backup(&c.plan, &disks(), None).unwrap().source.name,
+            "sdf"
+        );
+    }
+
+    #[test]
+    fn the_stick_is_a_target_only_as_stick_and_only_writable() {
+        assert_eq!(
+            backup("rescue.source=auto rescue.to=stick").unwrap(),
+            BackupTarget::Stick
+        );
+        let ro = StickState {
+            read_only: true,
+            ..stick()
+        };
+        assert_eq!(
+            backup_on("rescue.source=auto rescue.to=stick", &disks(), Some(&ro)),
+            Err(JobError::StickReadOnly)
+        );
+        assert_eq!(
+            backup_on("rescue.source=auto rescue.to=stick", &disks(), None),
+            Err(JobError::NoStick { key: "rescue.to" })
+        );
+        let e = backup("rescue.source=auto rescue.to=sdd").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "rescue.to=sdd is the RESCUE stick: write rescue.to=stick"
+        );
+    }
+
+    #[test]
+    fn a_blank_disk_is_formatted_only_when_named_in_wipe() {
+        let e = backup("rescue.source=auto rescue.to=sdb").unwrap_err();
+        assert_eq!(e.to_string(), "/dev/sdb is blank: name it in rescue.wipe=serial:SER-sdb to format it FAT32 for the backup, or use a disk with an ext4 or FAT filesystem");
+        for wipe in ["sdb", "/dev/sdb", "serial:SER-sdb"] {
+            let t = backup(&format!(
+                "rescue.source=auto rescue.to=sdb rescue.wipe={wipe}"
+            ))
+            .unwrap();
+            let BackupTarget::Format {
+                disk_path, layout, ..
+            } = t
+            else {
+                panic!("{t:?}")
+            };
+            assert_eq!(disk_path, "/dev/sdb");
+            assert_eq!(layout, format_layout(16 * GIB, 512).unwrap());
+        }
+        // rescue.wipe= naming another disk does not count.
+        assert!(matches!(
+            backup("rescue.source=auto rescue.to=sdb rescue.wipe=sdc"),
+            Err(JobError::BlankNotWiped { .. })
+        ));
+    }
+
+    #[test]
+    fn a_disk_without_one_usable_filesystem_is_refused_unless_wiped() {
+        let e = backup("rescue.source=auto rescue.to=sdf").unwrap_err();
+        assert_eq!(e.to_string(), "/dev/sdf holds no filesystem a backup can go into (GPT table, partitions 1: ext4, 2: ext4): use a disk with one ext2/3/4 or FAT filesystem, or name it in rescue.wipe=serial:SER-sdf to format it (everything on it is lost)");
+        assert!(matches!(
+            backup("rescue.source=auto rescue.to=sdf rescue.wipe=sdf"),
+            Ok(BackupTarget::Format { .. })
+        ));
+        // Another XenServer install is never used as it is, even with an ext3 on it.
+        let mut two = disks();
+        two.push(xenserver("sdi"));
+        let e = backup_on("rescue.source=sda rescue.to=sdi", &two, None).unwrap_err();
+        assert!(e.to_string().contains("(a XenServer 7.x install)"), "{e}");
+    }
+
+    #[test]
+    fn the_source_is_never_the_target() {
+        assert_eq!(
+            backup("rescue.source=auto rescue.to=/dev/sda rescue.wipe=sda"),
+            Err(JobError::TargetIsSource("/dev/sda".into()))
+        );
+        assert_eq!(
+            backup("rescue.source=sdc rescue.to=serial:SER-sdc")
+                .unwrap_err()
+                .to_string(),
+            "/dev/sdc is the disk being backed up: name another disk, or stick, in rescue.to="
+        );
+    }
+
+    #[test]
+    fn what_cannot_be_formatted_is_refused_before_anything_is_written() {
+        let e = backup("rescue.source=auto rescue.to=sdh rescue.wipe=sdh").unwrap_err();
+        assert!(
+            e.to_string().starts_with(
+                "/dev/sdh cannot be formatted for the backup: it has 4096-byte sectors"
+            ),
+            "{e}"
+        );
+        let e = backup("rescue.source=auto rescue.to=sdg rescue.wipe=sdg").unwrap_err();
+        assert!(e.to_string().contains("too small for FAT32"), "{e}");
+    }
+
+    #[test]
+    fn missing_or_unknown_disks() {
+        assert_eq!(backup("rescue.to=sdc"), Err(JobError::NoSource));
+        assert_eq!(backup("rescue.source=auto"), Err(JobError::NoBackupTarget));
+        assert_eq!(
+            backup("rescue.source=auto rescue.to=sdz")
+                .unwrap_err()
+                .to_string(),
+            "rescue.to=sdz: no such disk; see rescue.action=inspect for the names"
+        );
+        let mut two = disks();
+        two.push(xenserver("sdi"));
+        assert_eq!(
+            backup_on("rescue.source=auto rescue.to=sdc", &two, None).unwrap_err().to_string(),
+            "rescue.source=auto: 2 disks hold a XenServer install (/dev/sda, /dev/sdi); name the one to back up with rescue.source="
+        );
+        assert_eq!(
+            backup_on("rescue.source=auto rescue.to=sdc", &disks()[1..], None),
+            Err(JobError::NoXenServer)
+        );
+        // The stick's disk is no source.
+        assert!(matches!(
+            backup("rescue.source=sdd rescue.to=sdc"),
+            Err(JobError::NoSuchDisk { .. })
+        ));
+    }
+
+    #[test]
+    fn restore_reads_a_filesystem_and_writes_a_blank_or_wiped_disk() {
+        let p = restore("rescue.from=stick rescue.to=sdb", Some(&stick())).unwrap();
+        assert_eq!(
+            (p.from, p.dir, p.target.name.as_str()),
+            (BackupSource::Stick, None, "sdb")
+        );
+        let p = restore("rescue.from=sdc:H/20261201T000000Z rescue.to=sdb", None).unwrap();
+        assert!(matches!(
+            p.from,
+            BackupSource::Volume(Volume {
+                partition: Some(1),
+                fs: Fs::Vfat,
+                ..
+            })
+        ));
+        assert_eq!(p.dir.as_deref(), Some("H/20261201T000000Z"));
+        let e = restore("rescue.from=sdc rescue.to=sda", None).unwrap_err();
+        assert_eq!(e.to_string(), "/dev/sda is not blank (a XenServer 7.x install): name it in rescue.wipe=serial:SER-sda to overwrite it, or attach a blank disk");
+        assert!(restore("rescue.from=sdc rescue.to=sda rescue.wipe=sda", None).is_ok());
+    }
+
+    #[test]
+    fn restore_refusals() {
+        let s = Some(stick());
+        let s = s.as_ref();
+        assert_eq!(restore("rescue.to=sdb", s), Err(JobError::NoFrom));
+        assert_eq!(
+            restore("rescue.from=stick", s),
+            Err(JobError::NoRestoreTarget)
+        );
+        assert_eq!(
+            restore("rescue.from=sdc rescue.to=stick", s),
+            Err(JobError::RestoreToStick)
+        );
+        assert_eq!(
+            restore("rescue.from=stick rescue.to=sdd rescue.wipe=sdd", s),
+            Err(JobError::StickByName {
+                key: "rescue.to",
+                sel: "sdd".into()
+            })
+        );
+        assert_eq!(
+            restore("rescue.from=sdc rescue.to=sdc rescue.wipe=sdc", s),
+            Err(JobError::TargetHoldsBackup("/dev/sdc".into()))
+        );
+        assert_eq!(
+            restore("rescue.from=stick rescue.to=sdb", None),
+            Err(JobError::NoStick { key: "rescue.from" })
+        );
+        let e = restore("rescue.from=sdf rescue.to=sdb", s).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("/dev/sdf holds no filesystem with a backup"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_backup_must_fit_the_target() {
+        let m = Manifest {
+            format: crate::backup::FORMAT.into(),
+            created_unix: 0,
+            source: crate::backup::SourceDisk {
+                path: "/dev/sda".into(),
+                serial: None,
+                size_bytes: 8 * GIB,
+                logical_sector_size: 512,
+                table: Some("gpt".into()),
+                disk_guid: None,
+            },
+            items: vec![],
+            inspect: serde_json::Value::Null,
+        };
+        assert!(check_restore_target(&m, &blank("sdb", 8 * GIB)).is_ok());
+        assert!(check_restore_target(&m, &blank("sdb", 16 * GIB)).is_ok());
+        assert_eq!(
+            check_restore_target(&m, &blank("sdb", 8 * GIB - 512)).unwrap_err().to_string(),
+            "/dev/sdb (8589934080 bytes) is smaller than the backed-up disk (8589934592 bytes): use a disk at least as large"
+        );
+        let mut k4 = blank("sdh", 16 * GIB);
+        k4.logical_sector_size = 4096;
+        assert!(matches!(
+            check_restore_target(&m, &k4),
+            Err(JobError::SectorSizeDiffers { .. })
+        ));
+        let est = Estimate {
+            items: 3,
+            stream_bytes: 8 * GIB,
+            used_bytes: GIB,
+            worst_case_bytes: GIB + (40 << 20),
+        };
+        assert!(check_room(&est, 2 * GIB, "x").is_ok());
+        assert_eq!(
+            check_room(&est, GIB, "/dev/sdc partition 1 (vfat)").unwrap_err().to_string(),
+            "the backup needs up to 1.0 GiB and /dev/sdc partition 1 (vfat) has 1.0 GiB free: use a larger disk, or free space on it"
+        );
+    }
+
+    #[test]
+    fn format_layouts_start_at_a_mib_and_stay_within_fat32() {
+        let l = format_layout(16 * GIB, 512).unwrap();
+        assert_eq!(l.first_lba, 2048);
+        assert_eq!((l.last_lba + 1) % 2048, 0);
+        assert!(l.last_lba < 16 * GIB / 512 - 33, "clear of the backup GPT");
+        assert!(l.free_bytes > 15 * GIB && l.free_bytes < l.len_bytes());
+        // A 3 TiB disk: one partition of the 2 TiB FAT32 takes.
+        let l = format_layout(3 << 40, 512).unwrap();
+        assert!(l.last_lba - l.first_lba < u64::from(u32::MAX));
+        assert!(Fat32Layout::for_sectors(l.len_bytes() / 512).is_ok());
+    }
+
+    #[test]
+    fn backup_directories_are_host_then_time() {
+        assert_eq!(
+            backup_dir("XS SN/1", 1_795_290_123),
+            "XS_SN_1/20261121T194203Z"
+        );
+        assert_eq!(backup_dir("", 0), "unknown/19700101T000000Z");
+    }
+
+    #[test]
+    fn every_refusal_is_one_line() {
+        let all = [
+            backup("rescue.to=sdc"),
+            backup("rescue.source=auto rescue.to=sdb"),
+            backup("rescue.source=auto rescue.to=sdf"),
+            backup("rescue.source=auto rescue.to=sdh rescue.wipe=sdh"),
+            backup("rescue.source=auto rescue.to=sdg rescue.wipe=sdg"),
+        ];
+        for r in all {
+            let e = r.unwrap_err().to_string();
+            assert!(!e.contains('\n') && !e.ends_with('.'), "{e}");
+        }
+    }
+}
