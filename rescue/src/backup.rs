@@ -376,10 +376,11 @@ pub struct Estimate {
     /// Bytes read from the disk (used blocks, head, tail).
     pub used_bytes: u64,
     /// The most the backup writes. Every used byte counted as incompressible (gzip then
-    /// stores it: 5 bytes per 64 KiB block, 18 per member), the unused rest as the zero
-    /// members it becomes (well under 1/256 of its size), a file's last cluster per
-    /// file of at most [`SPLIT_BYTES`], and 1 MiB for manifest.json and RESTORE.sh. Used
-    /// data compresses in practice; this bound is what can never run out of room.
+    /// stores it: 5 bytes per 64 KiB block, 18 per member), plus for every 1 MiB member
+    /// the size of an all-zero one (the unused rest compresses at least that well, ~5
+    /// KiB), a file's last cluster (64 KiB) per file of at most [`SPLIT_BYTES`], and 1
+    /// MiB for manifest.json and RESTORE.sh. Used data compresses in practice; this bound
+    /// is what can never run out of room.
     pub worst_case_bytes: u64,
 }
 
@@ -396,8 +397,9 @@ pub fn estimate<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Estimate, Back
         .iter()
         .map(|p| p.size.div_ceil(SPLIT_BYTES).max(1))
         .sum::<u64>();
+    let zero_member = gzip(&vec![0u8; CHUNK as usize]).map_err(io("gzip"))?.len() as u64;
     let stored_overhead = used.div_ceil(64 << 10) * 5 + members * 18;
-    let worst = used + stored_overhead + stream / 256 + files * (64 << 10) + (1 << 20);
+    let worst = used + stored_overhead + members * zero_member + files * (64 << 10) + (1 << 20);
     Ok(Estimate {
         items: planned.len(),
         stream_bytes: stream,
@@ -855,6 +857,33 @@ mod tests {
                 .collect(),
             inspect: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn files_are_split_before_the_limit() {
+        let dir = std::env::temp_dir().join(format!("xenraid-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = SplitWriter {
+            dir: dir.clone(),
+            stem: "01-p1".into(),
+            limit: 10,
+            files: Vec::new(),
+            current: None,
+            in_current: 0,
+            total: 0,
+        };
+        for m in [&b"abcd"[..], b"efgh", b"ij", b"klmnopqrst", b"u"] {
+            w.write_member(m).unwrap();
+        }
+        let (files, total) = w.finish().unwrap();
+        assert_eq!(files, vec!["01-p1.gz.000", "01-p1.gz.001", "01-p1.gz.002"]);
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+            .collect();
+        assert_eq!((sizes, total), (vec![10, 10, 1], 21));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
