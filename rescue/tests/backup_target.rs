@@ -273,7 +273,10 @@ fn the_estimate_bounds_what_a_backup_writes() {
             .map(|e| e.unwrap().metadata().unwrap().len())
             .sum();
         assert_eq!(est.items, m.items.len());
-        assert_eq!(est.used_bytes, m.items.iter().map(|i| i.used_bytes).sum::<u64>());
+        assert_eq!(
+            est.used_bytes,
+            m.items.iter().map(|i| i.used_bytes).sum::<u64>()
+        );
         // One partition filling the disk: head, partition and tail cover every byte.
         assert_eq!(est.stream_bytes, d.size_bytes);
         assert!(
