@@ -6,6 +6,7 @@
 //! The image under test comes from `XENRAID_IMAGE_DIR` (set by `cargo xtask test`),
 //! else `target/rescue/`; a missing image is an error telling how to build it.
 
+pub mod backup;
 pub mod fixture;
 pub mod images;
 pub mod vm;

@@ -32,6 +32,10 @@ pub const FORMAT: &str = "xenraid-backup-1";
 /// Largest file of an item: FAT32 holds files up to 4 GiB − 1.
 pub const SPLIT_BYTES: u64 = 2 << 30;
 const CHUNK: u64 = 1 << 20;
+// A file is closed before a member would take it past SPLIT_BYTES, and a member is one
+// compressed CHUNK (stored blocks at worst: a little over CHUNK), so every file stays
+// far below FAT's 4 GiB - 1.
+const _: () = assert!(SPLIT_BYTES + 2 * CHUNK < (4 << 30) - 1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -324,6 +328,8 @@ fn read_chunk<R: Read + Seek>(
 struct SplitWriter {
     dir: PathBuf,
     stem: String,
+    /// [`SPLIT_BYTES`]; smaller in tests.
+    limit: u64,
     files: Vec<String>,
     current: Option<File>,
     in_current: u64,
@@ -332,7 +338,7 @@ struct SplitWriter {
 
 impl SplitWriter {
     fn write_member(&mut self, member: &[u8]) -> io::Result<()> {
-        if self.current.is_none() || self.in_current + member.len() as u64 > SPLIT_BYTES {
+        if self.current.is_none() || self.in_current + member.len() as u64 > self.limit {
             let name = format!("{}.gz.{:03}", self.stem, self.files.len());
             self.current = Some(File::create(self.dir.join(&name))?);
             self.files.push(name);
@@ -359,6 +365,47 @@ fn gzip(data: &[u8]) -> io::Result<Vec<u8>> {
     let mut e = GzEncoder::new(Vec::with_capacity(data.len() / 4 + 64), Compression::fast());
     e.write_all(data)?;
     e.finish()
+}
+
+/// What a backup of a disk reads and, at most, writes: the free space it needs.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Estimate {
+    pub items: usize,
+    /// The items' uncompressed streams: the bytes of the disk they cover.
+    pub stream_bytes: u64,
+    /// Bytes read from the disk (used blocks, head, tail).
+    pub used_bytes: u64,
+    /// The most the backup writes. Every used byte counted as incompressible (gzip then
+    /// stores it: 5 bytes per 64 KiB block, 18 per member), plus for every 1 MiB member
+    /// the size of an all-zero one (the unused rest compresses at least that well, ~5
+    /// KiB), a file's last cluster (64 KiB) per file of at most [`SPLIT_BYTES`], and 1
+    /// MiB for manifest.json and RESTORE.sh. Used data compresses in practice; this bound
+    /// is what can never run out of room.
+    pub worst_case_bytes: u64,
+}
+
+/// Plans the backup of `disk` without writing: see [`Estimate`].
+pub fn estimate<R: Read + Seek>(r: &mut R, disk: &Disk) -> Result<Estimate, BackupError> {
+    let planned = plan_items(r, disk)?;
+    let stream: u64 = planned.iter().map(|p| p.size).sum();
+    let used: u64 = planned
+        .iter()
+        .map(|p| p.used.iter().map(|(s, e)| e - s).sum::<u64>())
+        .sum();
+    let members = planned.iter().map(|p| p.size.div_ceil(CHUNK)).sum::<u64>();
+    let files = planned
+        .iter()
+        .map(|p| p.size.div_ceil(SPLIT_BYTES).max(1))
+        .sum::<u64>();
+    let zero_member = gzip(&vec![0u8; CHUNK as usize]).map_err(io("gzip"))?.len() as u64;
+    let stored_overhead = used.div_ceil(64 << 10) * 5 + members * 18;
+    let worst = used + stored_overhead + members * zero_member + files * (64 << 10) + (1 << 20);
+    Ok(Estimate {
+        items: planned.len(),
+        stream_bytes: stream,
+        used_bytes: used,
+        worst_case_bytes: worst,
+    })
 }
 
 /// Backs up `disk` (read through `r`) into `dir` (created if missing, must be empty).
@@ -393,6 +440,7 @@ pub fn backup<R: Read + Seek>(
         let mut out = SplitWriter {
             dir: dir.to_path_buf(),
             stem: it.name.clone(),
+            limit: SPLIT_BYTES,
             files: Vec::new(),
             current: None,
             in_current: 0,
@@ -591,16 +639,55 @@ fn open_item(dir: &Path, it: &Item) -> Result<impl Read, BackupError> {
     Ok(MultiGzDecoder::new(BufReader::new(chained)))
 }
 
+/// A restore's stages, for progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Verify,
+    Write,
+    ReadBack,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Verify => "verify",
+            Stage::Write => "write",
+            Stage::ReadBack => "read back",
+        }
+    }
+}
+
+/// `progress(stage, done, total)` in bytes of the uncompressed streams.
+pub type Progress<'a> = &'a mut dyn FnMut(Stage, u64, u64);
+
 /// Checks every item against the manifest: size and SHA-256 of its stream.
 pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
+    verify_with_progress(dir, &mut |_, _, _| {})
+}
+
+/// [`verify`], calling `progress` as streams are read.
+pub fn verify_with_progress(dir: &Path, progress: Progress<'_>) -> Result<Manifest, BackupError> {
     let m = read_manifest(dir)?;
+    let total: u64 = m.items.iter().map(|i| i.size_bytes).sum();
+    let mut done = 0;
+    let mut buf = vec![0u8; CHUNK as usize];
     for it in &m.items {
         let mut r = open_item(dir, it)?;
         let mut hash = Sha256::new();
-        let n = io::copy(&mut r, &mut HashWriter(&mut hash)).map_err(|e| BackupError::Damaged {
-            item: it.name.clone(),
-            why: format!("does not decompress: {e}"),
-        })?;
+        let mut n = 0u64;
+        loop {
+            let k = read_full(&mut r, &mut buf).map_err(|e| BackupError::Damaged {
+                item: it.name.clone(),
+                why: format!("does not decompress: {e}"),
+            })?;
+            if k == 0 {
+                break;
+            }
+            hash.update(&buf[..k]);
+            n += k as u64;
+            progress(Stage::Verify, (done + n).min(total), total);
+        }
+        done += it.size_bytes;
         if n != it.size_bytes {
             return Err(BackupError::Damaged {
                 item: it.name.clone(),
@@ -617,20 +704,8 @@ pub fn verify(dir: &Path) -> Result<Manifest, BackupError> {
     Ok(m)
 }
 
-struct HashWriter<'h>(&'h mut Sha256);
-
-impl Write for HashWriter<'_> {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0.update(b);
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// What a restore did.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restored {
     pub items: usize,
     pub bytes_written: u64,
@@ -645,7 +720,22 @@ pub fn restore<D: Read + Write + Seek>(
     dst: &mut D,
     dst_size: u64,
 ) -> Result<Restored, BackupError> {
-    let m = verify(dir)?;
+    restore_with_progress(dir, dst, dst_size, &mut |_, _, _| {}, |_| Ok(()))
+}
+
+/// [`restore`], calling `progress` in each stage, and `before_read_back` once everything
+/// is written (on a device: sync and drop its cached pages, so the read-back reads the
+/// medium).
+pub fn restore_with_progress<D: Read + Write + Seek>(
+    dir: &Path,
+    dst: &mut D,
+    dst_size: u64,
+    progress: Progress<'_>,
+    before_read_back: impl FnOnce(&mut D) -> io::Result<()>,
+) -> Result<Restored, BackupError> {
+    let m = verify_with_progress(dir, progress)?;
+    let total: u64 = m.items.iter().map(|i| i.size_bytes).sum();
+    let mut done = 0;
     if dst_size < m.source.size_bytes {
         return Err(BackupError::TargetTooSmall {
             target: dst_size,
@@ -681,9 +771,13 @@ pub fn restore<D: Read + Write + Seek>(
                 written += n as u64;
             }
             at += n as u64;
+            done += n as u64;
+            progress(Stage::Write, done, total);
         }
     }
     dst.flush().map_err(io("flush the target"))?;
+    before_read_back(dst).map_err(io("sync the target"))?;
+    let mut done = 0;
     for it in &m.items {
         let mut hash = Sha256::new();
         let mut left = it.size_bytes;
@@ -695,6 +789,8 @@ pub fn restore<D: Read + Write + Seek>(
                 .map_err(io("read the target back"))?;
             hash.update(&buf[..n]);
             left -= n as u64;
+            done += n as u64;
+            progress(Stage::ReadBack, done, total);
         }
         if format!("{:x}", hash.finalize()) != it.sha256 {
             return Err(BackupError::ReadBack {
@@ -761,6 +857,33 @@ mod tests {
                 .collect(),
             inspect: serde_json::Value::Null,
         }
+    }
+
+    #[test]
+    fn files_are_split_before_the_limit() {
+        let dir = std::env::temp_dir().join(format!("xenraid-split-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut w = SplitWriter {
+            dir: dir.clone(),
+            stem: "01-p1".into(),
+            limit: 10,
+            files: Vec::new(),
+            current: None,
+            in_current: 0,
+            total: 0,
+        };
+        for m in [&b"abcd"[..], b"efgh", b"ij", b"klmnopqrst", b"u"] {
+            w.write_member(m).unwrap();
+        }
+        let (files, total) = w.finish().unwrap();
+        assert_eq!(files, vec!["01-p1.gz.000", "01-p1.gz.001", "01-p1.gz.002"]);
+        let sizes: Vec<u64> = files
+            .iter()
+            .map(|f| std::fs::metadata(dir.join(f)).unwrap().len())
+            .collect();
+        assert_eq!((sizes, total), (vec![10, 10, 1], 21));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

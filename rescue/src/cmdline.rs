@@ -45,6 +45,41 @@ pub struct Plan {
     /// replace: the disk put in the dead one's place, blank or returning (same forms).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub new: Option<String>,
+    /// backup: where the backup goes (a disk or the stick); restore: the blank disk
+    /// written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<Location>,
+    /// restore: where the backup is (a disk or the stick), and which one of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<Location>,
+}
+
+/// A disk, or the `RESCUE` stick, and optionally a directory on its filesystem:
+/// `stick`, `stick:<dir>`, `sdc`, `/dev/sdc:<dir>`, `serial:<serial>:<dir>`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Location {
+    /// `stick` or a disk selector (`sdc`, `/dev/sdc`, `serial:<serial>`).
+    pub disk: String,
+    /// A path relative to the filesystem's root (`host1/20261201T030000Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
+}
+
+impl Location {
+    pub const STICK: &'static str = "stick";
+
+    pub fn is_stick(&self) -> bool {
+        self.disk == Self::STICK
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.dir {
+            Some(d) => write!(f, "{}:{d}", self.disk),
+            None => f.write_str(&self.disk),
+        }
+    }
 }
 
 fn yes() -> bool {
@@ -67,6 +102,8 @@ impl Default for Plan {
             bitmap: true,
             survivor: None,
             new: None,
+            to: None,
+            from: None,
         }
     }
 }
@@ -81,6 +118,11 @@ pub enum Action {
     /// Give a converted host with degraded arrays its second disk back: a new one or the
     /// one that returned.
     Replace,
+    /// Back a disk up (used blocks, compressed) into a directory on another disk or the
+    /// stick.
+    Backup,
+    /// Write a backup onto a blank disk.
+    Restore,
 }
 
 /// What the machine does once the report is out.
@@ -93,12 +135,14 @@ pub enum Then {
 }
 
 impl Action {
-    pub const CHOICES: &'static str = "inspect, convert, replace";
+    pub const CHOICES: &'static str = "inspect, convert, replace, backup, restore";
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Inspect => "inspect",
             Action::Convert => "convert",
             Action::Replace => "replace",
+            Action::Backup => "backup",
+            Action::Restore => "restore",
         }
     }
 }
@@ -136,6 +180,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rescue.bitmap",
     "rescue.survivor",
     "rescue.new",
+    "rescue.to",
+    "rescue.from",
 ];
 
 const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr"];
@@ -151,6 +197,8 @@ impl Plan {
                     "inspect" => Action::Inspect,
                     "convert" => Action::Convert,
                     "replace" => Action::Replace,
+                    "backup" => Action::Backup,
+                    "restore" => Action::Restore,
                     other => {
                         return Err(format!(
                             "unknown action {other:?}: use one of {}",
@@ -173,6 +221,8 @@ impl Plan {
             "rescue.wipe" => self.wipe = Some(disk_selector(value)?),
             "rescue.survivor" => self.survivor = Some(disk_selector(value)?),
             "rescue.new" => self.new = Some(disk_selector(value)?),
+            "rescue.to" => self.to = Some(to_location(value)?),
+            "rescue.from" => self.from = Some(from_location(value)?),
             "rescue.dry-run" => self.dry_run = flag(value)?,
             "rescue.attach-source" => self.attach_source = flag(value)?,
             "rescue.wait-resync" => self.wait_resync = flag(value)?,
@@ -210,6 +260,70 @@ fn disk_selector(value: Option<&str>) -> Result<String, String> {
         Err(format!(
             "{v:?} is not a disk: use a kernel name (sda), a /dev path, serial:<serial> or auto"
         ))
+    }
+}
+
+/// `rescue.to=`: `stick` or a named disk (never `auto`: a write goes where the operator
+/// said), no directory (the backup makes `<host>/<time>/`).
+fn to_location(value: Option<&str>) -> Result<Location, String> {
+    let v = required(value)?;
+    if v == "auto" {
+        return Err(
+            "auto is not allowed here: name the disk (sdc, /dev/sdc, serial:<serial>) or use stick"
+                .into(),
+        );
+    }
+    if v == Location::STICK {
+        return Ok(Location {
+            disk: v.into(),
+            dir: None,
+        });
+    }
+    if split_dir(v).1.is_some() {
+        return Err(format!(
+            "{v:?} names a directory: use only the disk (the backup goes into <host>/<UTC time>/ on it)"
+        ));
+    }
+    Ok(Location {
+        disk: disk_selector(Some(v))?,
+        dir: None,
+    })
+}
+
+/// `rescue.from=`: `stick` or a named disk, optionally `:<dir>` (a serial's own colon
+/// comes first: `serial:<serial>:<dir>`).
+fn from_location(value: Option<&str>) -> Result<Location, String> {
+    let v = required(value)?;
+    let (disk, dir) = split_dir(v);
+    if disk == "auto" {
+        return Err("auto is not allowed here: name the disk holding the backup (sdc, /dev/sdc, serial:<serial>) or use stick".into());
+    }
+    let disk = if disk == Location::STICK {
+        disk.to_string()
+    } else {
+        disk_selector(Some(disk))?
+    };
+    let dir = match dir {
+        None => None,
+        Some(d) => {
+            let d = d.trim_matches('/');
+            if d.is_empty() || d.split('/').any(|c| c.is_empty() || c == "." || c == "..") {
+                return Err(format!(
+                    "{v:?}: the directory after the colon must be a path inside the filesystem, like host1/20261201T030000Z"
+                ));
+            }
+            Some(d.to_string())
+        }
+    };
+    Ok(Location { disk, dir })
+}
+
+/// Splits `disk[:dir]`; `serial:<serial>` keeps its own colon.
+fn split_dir(v: &str) -> (&str, Option<&str>) {
+    let skip = if v.starts_with("serial:") { 7 } else { 0 };
+    match v[skip..].find(':') {
+        Some(i) => (&v[..skip + i], Some(&v[skip + i + 1..])),
+        None => (v, None),
     }
 }
 
@@ -411,7 +525,7 @@ mod tests {
           },
           {
             "arg": "rescue.acton=inspect",
-            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new"
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from"
           },
           {
             "arg": "rescue.action",
@@ -437,7 +551,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new",
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from",
                 "rescue.conf line 6: rescue then: expected `key = value`",
             ]
         );
@@ -487,6 +601,110 @@ mod tests {
         assert_eq!(split_words(r#"a="b c" d"#), vec!["a=b c", "d"]);
         assert_eq!(split_words("  "), Vec::<String>::new());
         assert_eq!(split_words(r#"x="""#), vec!["x="]);
+    }
+
+    #[test]
+    fn backup_and_restore_arguments() {
+        let c = parse("rescue.action=backup rescue.source=auto rescue.to=sdc rescue.wipe=sdc");
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.plan.action, Action::Backup);
+        insta::assert_json_snapshot!(c.plan.to, @r#"
+        {
+          "disk": "sdc"
+        }
+        "#);
+        let c = parse("rescue.action=backup rescue.source=serial:S1 rescue.to=stick");
+        assert!(c.plan.to.as_ref().is_some_and(Location::is_stick));
+        let c = parse("rescue.action=restore rescue.from=serial:WD-1:host1/20261201T030000Z rescue.to=/dev/sdb");
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(c.plan.action, Action::Restore);
+        insta::assert_json_snapshot!((&c.plan.from, &c.plan.to), @r#"
+        [
+          {
+            "disk": "serial:WD-1",
+            "dir": "host1/20261201T030000Z"
+          },
+          {
+            "disk": "/dev/sdb"
+          }
+        ]
+        "#);
+        for (arg, disk, dir) in [
+            ("stick", "stick", None),
+            ("stick:h/t/", "stick", Some("h/t")),
+            (
+                "sdc:XSFIXTURE7/20261201T030000Z",
+                "sdc",
+                Some("XSFIXTURE7/20261201T030000Z"),
+            ),
+            ("/dev/nvme0n1", "/dev/nvme0n1", None),
+            ("serial:ABC", "serial:ABC", None),
+        ] {
+            let from = parse(&format!("rescue.from={arg}")).plan.from.unwrap();
+            assert_eq!(
+                (from.disk.as_str(), from.dir.as_deref()),
+                (disk, dir),
+                "{arg}"
+            );
+            assert_eq!(from.to_string(), arg.trim_end_matches('/'));
+        }
+        // The plan as the report shows it leaves unset keys out.
+        let v = serde_json::to_value(parse("").plan).unwrap();
+        assert!(v.get("to").is_none() && v.get("from").is_none());
+    }
+
+    #[test]
+    fn bad_backup_and_restore_values_are_refused_one_line_each() {
+        let c = parse("rescue.action=backups rescue.to=auto rescue.to=sdc:dir rescue.to rescue.from=auto:x rescue.from=stick:../etc rescue.from=sdc: rescue.from=sd-c rescue.to=serial:");
+        insta::assert_json_snapshot!(c.errors, @r#"
+        [
+          {
+            "arg": "rescue.action=backups",
+            "message": "unknown action \"backups\": use one of inspect, convert, replace, backup, restore"
+          },
+          {
+            "arg": "rescue.to=auto",
+            "message": "auto is not allowed here: name the disk (sdc, /dev/sdc, serial:<serial>) or use stick"
+          },
+          {
+            "arg": "rescue.to=sdc:dir",
+            "message": "\"sdc:dir\" names a directory: use only the disk (the backup goes into <host>/<UTC time>/ on it)"
+          },
+          {
+            "arg": "rescue.to",
+            "message": "needs a value (key=value)"
+          },
+          {
+            "arg": "rescue.from=auto:x",
+            "message": "auto is not allowed here: name the disk holding the backup (sdc, /dev/sdc, serial:<serial>) or use stick"
+          },
+          {
+            "arg": "rescue.from=stick:../etc",
+            "message": "\"stick:../etc\": the directory after the colon must be a path inside the filesystem, like host1/20261201T030000Z"
+          },
+          {
+            "arg": "rescue.from=sdc:",
+            "message": "\"sdc:\": the directory after the colon must be a path inside the filesystem, like host1/20261201T030000Z"
+          },
+          {
+            "arg": "rescue.from=sd-c",
+            "message": "\"sd-c\" is not a disk: use a kernel name (sda), a /dev path, serial:<serial> or auto"
+          },
+          {
+            "arg": "rescue.to=serial:",
+            "message": "\"serial:\" is not a disk: use a kernel name (sda), a /dev path, serial:<serial> or auto"
+          }
+        ]
+        "#);
+        for e in &c.errors {
+            assert!(!e.to_string().contains('\n'), "{e}");
+        }
+        assert_eq!(
+            c.plan.action,
+            Action::Inspect,
+            "a bad value leaves the default"
+        );
+        assert_eq!((c.plan.to, c.plan.from), (None, None));
     }
 
     #[test]

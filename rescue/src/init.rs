@@ -210,6 +210,46 @@ fn boot_and_run(s: &mut Session) {
 
     match s.plan.action {
         cmdline::Action::Inspect => s.report.set_disks(disks),
+        cmdline::Action::Backup | cmdline::Action::Restore => {
+            // The plan sees every disk, the stick's too: it is a target only as `stick`.
+            s.report.set_disks(disks.clone());
+            if !s.report.errors.is_empty() {
+                s.report.errors.push(format!(
+                    "{} not started because of the errors above: nothing was written",
+                    s.plan.action.as_str()
+                ));
+                return;
+            }
+            let mut ctx = ConvertServices {
+                console: &mut s.console,
+                modules: &mut s.modules,
+            };
+            if s.plan.action == cmdline::Action::Backup {
+                let mut rep = crate::backup_job::BackupReport::default();
+                if let Err(e) = crate::backup_job::run_backup(
+                    &mut ctx,
+                    &s.plan,
+                    &disks,
+                    s.stick.as_ref(),
+                    &mut rep,
+                ) {
+                    s.report.errors.push(e);
+                }
+                s.report.backup = Some(rep);
+            } else {
+                let mut rep = crate::backup_job::RestoreReport::default();
+                if let Err(e) = crate::backup_job::run_restore(
+                    &mut ctx,
+                    &s.plan,
+                    &disks,
+                    s.stick.as_ref(),
+                    &mut rep,
+                ) {
+                    s.report.errors.push(e);
+                }
+                s.report.restore = Some(rep);
+            }
+        }
         cmdline::Action::Convert | cmdline::Action::Replace => {
             // The stick carries the rescue itself: never a disk to write.
             let stick_dev = s.stick.as_ref().map(|m| m.device.display().to_string());

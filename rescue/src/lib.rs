@@ -7,6 +7,7 @@
 
 pub mod arrays;
 pub mod backup;
+pub mod backup_job;
 pub mod clone;
 pub mod cmdline;
 pub mod convert;

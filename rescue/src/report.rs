@@ -41,6 +41,12 @@ pub struct Report {
     /// What `rescue.action=replace` planned and did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace: Option<crate::replace::ReplaceReport>,
+    /// What `rescue.action=backup` wrote where.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<crate::backup_job::BackupReport>,
+    /// What `rescue.action=restore` read and wrote.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<crate::backup_job::RestoreReport>,
 }
 
 impl Report {
@@ -71,6 +77,37 @@ impl Report {
         }
         for w in &self.warnings {
             lines.push(format!("  warning: {w}"));
+        }
+        if let Some(b) = self.backup.as_ref().filter(|b| !b.directory.is_empty()) {
+            lines.push(format!(
+                "  backup of {} in {} on {}: {} items, {} read, {} written, {}",
+                b.source,
+                b.directory,
+                b.target,
+                b.items,
+                Bytes(b.bytes_read),
+                Bytes(b.bytes_written),
+                if b.verified {
+                    "read back ok"
+                } else {
+                    "NOT verified"
+                }
+            ));
+        }
+        if let Some(r) = self.restore.as_ref().filter(|r| !r.directory.is_empty()) {
+            lines.push(format!(
+                "  restore of {} from {} onto {}: {} items, {} written, {}",
+                r.directory,
+                r.from,
+                r.target,
+                r.items,
+                Bytes(r.bytes_written),
+                if r.verified {
+                    "read back ok"
+                } else {
+                    "NOT finished"
+                }
+            ));
         }
         if self.disks.is_empty() {
             lines.push("  no disks found".to_string());

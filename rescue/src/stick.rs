@@ -107,6 +107,12 @@ impl Stick {
 
 /// `<UTC time>-<id>`: the file name stem of a report.
 pub fn report_stem(unix_seconds: u64, id: &str) -> String {
+    format!("{}-{}", utc_compact(unix_seconds), safe_name(id))
+}
+
+/// `id` as a file name any filesystem takes (FAT included): ASCII letters, digits, `-`
+/// and `_`, at most 40 characters; `unknown` when nothing is left.
+pub fn safe_name(id: &str) -> String {
     let clean: String = id
         .chars()
         .map(|c| {
@@ -118,11 +124,11 @@ pub fn report_stem(unix_seconds: u64, id: &str) -> String {
         })
         .take(40)
         .collect();
-    format!(
-        "{}-{}",
-        utc_compact(unix_seconds),
-        if clean.is_empty() { "unknown" } else { &clean }
-    )
+    if clean.is_empty() {
+        "unknown".into()
+    } else {
+        clean
+    }
 }
 
 /// `YYYYmmddTHHMMSSZ` for a Unix time (civil-from-days, proleptic Gregorian).

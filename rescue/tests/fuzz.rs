@@ -435,6 +435,10 @@ fn make_seeds() -> BTreeMap<&'static str, Vec<Seed>> {
                 "replace",
                 "rescue.action=replace rescue.survivor=auto rescue.new=/dev/sdb rescue.wipe=sdb rescue.dry-run quiet",
             ),
+            Seed::text(
+                "backup-restore",
+                "rescue.action=backup rescue.source=auto rescue.to=serial:WD-1 rescue.wipe=serial:WD-1 rescue.from=serial:WD-1:host1/20261201T030000Z rescue.to=stick",
+            ),
         ],
     );
     m.insert(

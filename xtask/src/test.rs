@@ -104,7 +104,7 @@ pub fn run(sh: &Shell, scope: Scope) -> anyhow::Result<()> {
 }
 
 /// QEMU test files that boot only the rescue image and disks they make themselves.
-const NO_FIXTURE_GROUPS: &[&str] = &["delivery", "rescue_boot"];
+const NO_FIXTURE_GROUPS: &[&str] = &["delivery", "rescue_boot", "backup"];
 
 /// Fixtures that only `cargo xtask e2e` uses: a cold CI run does not build them (their
 /// layouts are covered in CI by unit tests and by the other fixtures' boots).

@@ -86,6 +86,17 @@ pub fn sync() {
     rustix::fs::sync();
 }
 
+/// Bytes an unprivileged writer may still use on the filesystem holding `path`.
+pub fn free_bytes(path: &Path) -> io::Result<u64> {
+    let s = rustix::fs::statvfs(path)?;
+    Ok(s.f_bavail.saturating_mul(s.f_frsize))
+}
+
+/// Drops clean cached pages, so a read-back after a sync reads the medium.
+pub fn drop_caches() {
+    let _ = std::fs::write("/proc/sys/vm/drop_caches", "3\n");
+}
+
 /// What PID 1 does when it is done.
 #[derive(Clone, Copy, Debug)]
 pub enum Shutdown {

@@ -245,8 +245,10 @@ pub const RESCUE_CONF: &str = "\
 # A key or value the rescue does not know stops it with an error naming the line here,
 # before anything is written to any disk.
 
-# What to do: `inspect` (read-only report of the disks) or `convert` (build the RAID1
-# mirror on the second disk).
+# What to do: `inspect` (read-only report of the disks), `convert` (build the RAID1
+# mirror on the second disk), `backup` (a disk's used blocks, compressed, into
+# <host>/<UTC time>/ on this stick or another disk) or `restore` (a backup onto a blank
+# disk).
 # rescue.action = inspect
 
 # With convert: check everything and print the plan, write nothing.
@@ -256,6 +258,15 @@ pub const RESCUE_CONF: &str = "\
 # `auto` lets the rescue pick them (the inspect report shows what it sees).
 # rescue.source = auto
 # rescue.mirror = auto
+
+# With backup: the disk to back up is rescue.source; where it goes: `stick` (this stick)
+# or a disk (sdc, serial:<serial>) holding one ext4 or FAT filesystem. A blank disk is
+# formatted FAT32 only when named in rescue.wipe (e.g. rescue.wipe = serial:<serial>).
+# rescue.to = stick
+
+# With restore: where the backup is (`stick` or a disk; add `:<host>/<time>` to pick
+# one, else the newest there) and, in rescue.to, the blank disk to write.
+# rescue.from = stick
 
 # After the action: poweroff, reboot or halt.
 # rescue.then = poweroff
@@ -340,6 +351,8 @@ mod tests {
             "rescue.mirror",
             "rescue.then",
             "rescue.quiet",
+            "rescue.to",
+            "rescue.from",
         ] {
             assert!(
                 RESCUE_CONF.contains(&format!("# {key}")),
