@@ -41,6 +41,10 @@ pub struct Disk {
     /// Writes go to a temporary overlay, the file stays untouched.
     pub snapshot: bool,
     pub bootindex: Option<u32>,
+    /// QEMU refuses writes (`readonly=on`): the guest sees a write-protected disk.
+    pub read_only: bool,
+    /// Logical and physical sector size the guest sees (512 when `None`).
+    pub sector_size: Option<u32>,
 }
 
 impl Disk {
@@ -52,6 +56,8 @@ impl Disk {
             format: "raw",
             snapshot: false,
             bootindex: None,
+            read_only: false,
+            sector_size: None,
         }
     }
     pub fn serial(mut self, s: &str) -> Disk {
@@ -68,6 +74,15 @@ impl Disk {
     }
     pub fn bootindex(mut self, i: u32) -> Disk {
         self.bootindex = Some(i);
+        self
+    }
+    pub fn read_only(mut self) -> Disk {
+        self.read_only = true;
+        self
+    }
+    /// A 4Kn disk with `4096`.
+    pub fn sector_size(mut self, bytes: u32) -> Disk {
+        self.sector_size = Some(bytes);
         self
     }
 }
@@ -257,9 +272,10 @@ impl VmBuilder {
         for (n, d) in self.disks.iter().enumerate() {
             let id = format!("disk{n}");
             let snapshot = if d.snapshot { ",snapshot=on" } else { "" };
+            let ro = if d.read_only { ",readonly=on" } else { "" };
             a.push("-drive".into());
             a.push(format!(
-                "file={},format={},if=none,id={id}{snapshot}",
+                "file={},format={},if=none,id={id}{snapshot}{ro}",
                 d.path.display(),
                 d.format
             ));
@@ -271,7 +287,10 @@ impl VmBuilder {
             let boot = d
                 .bootindex
                 .map(|b| format!(",bootindex={b}"))
-                .unwrap_or_default();
+                .unwrap_or_default()
+                + &d.sector_size
+                    .map(|b| format!(",logical_block_size={b},physical_block_size={b}"))
+                    .unwrap_or_default();
             let dev = match d.bus {
                 Bus::Virtio => format!("virtio-blk-pci,drive={id}{serial}{boot}"),
                 Bus::Nvme => format!("nvme,drive={id}{serial}{boot}"),

@@ -340,6 +340,8 @@ fn attach_stick(s: &mut Session, disks: &[inspect::Disk]) -> Plan {
         Some(text) => {
             let (plan, errors) = cmdline::parse_plan_file(stick::PLAN_FILE, &text);
             s.report.errors.extend(errors.iter().map(|e| e.to_string()));
+            let clash = cmdline::conflicts(stick::PLAN_FILE, &text, &s.cmdline_text);
+            s.report.errors.extend(clash.iter().map(|e| e.to_string()));
             plan
         }
         None => Plan::default(),
@@ -417,6 +419,7 @@ pub fn inspect_block_disk(d: &devices::BlockDisk) -> anyhow::Result<inspect::Dis
     )?;
     disk.model = d.model.clone();
     disk.serial = d.serial.clone();
+    disk.read_only = d.read_only;
     Ok(disk)
 }
 

@@ -26,7 +26,8 @@ use journal::{Journal, Phase};
 use plan::{ArrayRole, ConvertPlan, Payload};
 use preflight::preflight;
 use select::{
-    check_selector, describe_contents, find_journal, names_disk, select_mirror, select_source,
+    check_selector, degraded_host, describe_contents, find_journal, names_disk, select_mirror,
+    select_source, writable_target,
 };
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -156,6 +157,15 @@ pub fn run(
     let source_sel = args.source.as_deref().ok_or("rescue.source= is required for convert: a disk name (sda), /dev path, serial:<serial> or auto")?;
     let mirror_sel = args.mirror.as_deref().ok_or("rescue.mirror= is required for convert: a disk name (sdb), /dev path, serial:<serial> or auto")?;
     let source = select_source(source_sel, disks)?;
+    if let Some(md) = &source.whole_disk_md {
+        return Err(format!(
+            "{} is itself a member of a whole-disk md array ({} member, {} of {} slots): it is already RAID, nothing to convert; if that array is gone for good, clear its superblock (mdadm --zero-superblock {}) and convert again",
+            source.path, md.level, md.array_state, md.raid_disks, source.path
+        ));
+    }
+    if let Some(line) = degraded_host(source, disks) {
+        return Err(line);
+    }
     if source.xenserver.as_ref().is_some_and(|x| x.on_md) {
         rep.already_converted = true;
         ctx.say(&format!(
@@ -168,8 +178,17 @@ pub fn run(
     // From here a refusal still plans: the dry run shows the plan with every blocker,
     // and a real run names them all at once, before anything is written.
     let mut blockers = Vec::new();
+    if let Err(e) = writable_target(mirror, "rescue.mirror") {
+        blockers.push(e);
+    }
+    if args.attach_source && source.read_only {
+        blockers.push(format!(
+            "rescue.source: {} is read-only (the kernel refuses writes to it) and becomes the second member at the end: release its write protection, or convert with rescue.attach-source=no",
+            source.path
+        ));
+    }
     let wipe_allowed = args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror));
-    if !mirror.blank && !wipe_allowed {
+    if !mirror.blank && !wipe_allowed && !crate::stick::is_stick_disk(mirror) {
         let what = describe_contents(mirror);
         blockers.push(
             plan::PlanError::MirrorNotBlank(
@@ -184,7 +203,14 @@ pub fn run(
             .to_string(),
         );
     }
-    let (plan, more) = preflight(args, source, mirror)?;
+    let (plan, more) = match preflight(args, source, mirror) {
+        Ok(p) => p,
+        Err(e) => {
+            // No plan to show; still name everything that blocks at once.
+            blockers.push(e);
+            return Err(blocked(&blockers));
+        }
+    };
     blockers.extend(more);
     // What the configure step will need from the host's own root, read now (read-only,
     // without replaying a journal): a missing tool or file refuses the job.

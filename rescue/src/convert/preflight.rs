@@ -24,6 +24,9 @@ pub(super) fn preflight(
     if source.xenserver.is_none() {
         return Err(plan::PlanError::NotXenServer(source.path.clone()).to_string());
     }
+    if source.table.as_deref() != Some("gpt") {
+        return Err(plan::PlanError::NotGpt(source.path.clone()).to_string());
+    }
     let mut f = File::open(&source.path).map_err(|e| format!("open {}: {e}", source.path))?;
     let table = gpt::read(&mut f, Some(source.logical_sector_size))
         .map_err(|e| format!("{}: {e}", source.path))?;
