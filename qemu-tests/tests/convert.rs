@@ -1005,16 +1005,25 @@ fn replaces_a_dead_disk_and_re_adds_a_returning_one() {
     });
 }
 
-/// `replace` on a host with nothing degraded, and onto a disk too small: refused, every
-/// disk unchanged (two VMs).
+/// `replace` on a host with nothing degraded, and onto a disk too small, and `convert` on
+/// a degraded converted host: refused, every disk unchanged (two VMs at a time).
 fn refusals_write_nothing(scratch: &Scratch, d: &Disks, size: u64) {
     let small = scratch.path("small.img");
     images::blank_disk(&small, size / 4).unwrap();
     let mirror_copy = scratch.path("mirror-for-small.img");
     copy_image(&d.mirror, &mirror_copy).unwrap();
+    let blank = scratch.path("blank-for-convert.img");
+    images::blank_disk(&blank, size).unwrap();
     // (log directory, disks with serials, arguments, what the error says)
     type Case<'a> = (&'a str, [(&'a Path, &'a str); 2], String, &'a str);
-    let cases: [Case<'_>; 2] = [
+    let cases: [Case<'_>; 3] = [
+        // A degraded converted host needs replace; convert says so.
+        (
+            "refuse-convert-degraded",
+            [(&mirror_copy, "XS-MIRROR"), (&blank, "XS-NEW")],
+            AUTO.to_string(),
+            "not a conversion: use rescue.action=replace",
+        ),
         (
             "refuse-in-sync",
             [(&d.source, "XS-SOURCE"), (&d.mirror, "XS-MIRROR")],
@@ -1028,20 +1037,22 @@ fn refusals_write_nothing(scratch: &Scratch, d: &Disks, size: u64) {
             "smaller than",
         ),
     ];
-    std::thread::scope(|s| {
-        for (tag, disks, args, says) in &cases {
-            s.spawn(move || {
-                let paths = [disks[0].0, disks[1].0];
-                let before = hashes(&paths);
-                let r = rescue_boot(scratch, tag, disks, args, CONVERT_TIMEOUT);
-                assert!(!r.ok, "{tag}: not refused");
-                assert!(
-                    r.errors.iter().any(|e| e.contains(says)),
-                    "{tag}: {:?}",
-                    r.errors
-                );
-                assert_eq!(before, hashes(&paths), "{tag}: a refusal wrote");
-            });
-        }
-    });
+    for pair in cases.chunks(2) {
+        std::thread::scope(|s| {
+            for (tag, disks, args, says) in pair {
+                s.spawn(move || {
+                    let paths = [disks[0].0, disks[1].0];
+                    let before = hashes(&paths);
+                    let r = rescue_boot(scratch, tag, disks, args, CONVERT_TIMEOUT);
+                    assert!(!r.ok, "{tag}: not refused");
+                    assert!(
+                        r.errors.iter().any(|e| e.contains(says)),
+                        "{tag}: {:?}",
+                        r.errors
+                    );
+                    assert_eq!(before, hashes(&paths), "{tag}: a refusal wrote");
+                });
+            }
+        });
+    }
 }

@@ -99,27 +99,23 @@ pub fn run(
     let journal = find_journal(disks).filter(|(mirror, j)| {
         // A journal whose source is gone, on a disk the operator allows to wipe, is the
         // leftover of another job: start a new one.
-        let source_here = disks.iter().any(|d| {
-            d.path != mirror.path
-                && d.disk_guid.as_deref().is_some_and(|g| {
-                    g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid
-                })
-        });
-        source_here || !args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror))
+        journal_source(disks, mirror, j).is_some()
+            || !args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror))
     });
     if let Some((mirror, mut j)) = journal {
-        let source = disks
-            .iter()
-            .find(|d| {
-                d.disk_guid.as_deref().is_some_and(|g| g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid)
-                    && d.path != mirror.path
-            })
-            .ok_or_else(|| {
-                format!(
-                    "{} holds the journal of a conversion of disk GUID {}, but that disk is not attached: attach it or wipe {} to start over",
-                    mirror.path, j.plan.source_disk_guid, mirror.path
-                )
-            })?;
+        let Some(source) = journal_source(disks, mirror, &j) else {
+            // A finished job whose source is gone: the host lost a disk, and wiping this
+            // one would destroy the only copy left.
+            if j.phase == Phase::Done {
+                if let Some(line) = degraded_host(mirror, disks) {
+                    return Err(line);
+                }
+            }
+            return Err(format!(
+                "{} holds the journal of a conversion of disk GUID {}, but that disk is not attached: attach it or wipe {} to start over",
+                mirror.path, j.plan.source_disk_guid, mirror.path
+            ));
+        };
         check_selector(args.source.as_deref(), source, "rescue.source")?;
         check_selector(args.mirror.as_deref(), mirror, "rescue.mirror")?;
         // Every later step opens the disks by the plan's paths: this boot's names.
@@ -241,6 +237,16 @@ pub fn run(
         files_changed: Vec::new(),
     };
     execute(ctx, j, rep)
+}
+
+/// The source disk of the job journaled on `mirror`, when it is attached.
+fn journal_source<'a>(disks: &'a [Disk], mirror: &Disk, j: &Journal) -> Option<&'a Disk> {
+    disks.iter().find(|d| {
+        d.path != mirror.path
+            && d.disk_guid
+                .as_deref()
+                .is_some_and(|g| g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid)
+    })
 }
 
 /// One line for the report: the blocker itself when there is one, else all of them.
