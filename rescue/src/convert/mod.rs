@@ -20,7 +20,7 @@ use crate::formats::{gpt, md};
 use crate::inspect::Disk;
 use crate::sys;
 use crate::units::{Bytes, Sectors};
-use chroot::{chroot_ok, with_source_root, with_target_root};
+use chroot::{chroot_ok, chroot_status, with_source_root, with_target_root};
 use configure::Side;
 use journal::{Journal, Phase};
 use plan::{ArrayRole, ConvertPlan, Payload};
@@ -199,7 +199,7 @@ pub fn run(
             .to_string(),
         );
     }
-    let (plan, more) = match preflight(args, source, mirror) {
+    let plan = match preflight(args, source, mirror) {
         Ok(p) => p,
         Err(e) => {
             // No plan to show; still name everything that blocks at once.
@@ -207,7 +207,6 @@ pub fn run(
             return Err(blocked(&blockers));
         }
     };
-    blockers.extend(more);
     // What the configure step will need from the host's own root, read now (read-only,
     // without replaying a journal): a missing tool or file refuses the job.
     ctx.require_modules(&["ext4"])?;
@@ -616,7 +615,7 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
         src,
         dst: PathBuf::from(&a.device),
         verify: true,
-        raw: false,
+        raw: plan.journal_replay.contains(&a.partition),
         buffered: false,
         quiet: true,
     };
@@ -652,15 +651,33 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
 fn fsck_copies(plan: &ConvertPlan) -> Result<String, String> {
     with_source_root(plan, |root| {
         let mut checked = Vec::new();
+        let mut replayed = Vec::new();
         for a in plan
             .arrays
             .iter()
             .filter(|a| matches!(a.payload, Payload::Ext { .. }) && a.content_size_bytes > 0)
         {
+            if plan.journal_replay.contains(&a.partition) {
+                // Replays the journal and repairs what the crash left; 1 and 2 say it
+                // changed something, 4 and up that it could not.
+                let code = chroot_status(root, "e2fsck", &["-fy", &a.device])?;
+                if code > 2 {
+                    return Err(format!(
+                        "e2fsck -fy {} (the journal replay on the copy of partition {}) exited with {code}: the filesystem could not be repaired; the source is untouched: boot the host, shut it down cleanly, and convert again",
+                        a.device, a.partition
+                    ));
+                }
+                replayed.push(format!("{} (e2fsck -fy exit {code})", a.device));
+            }
             chroot_ok(root, "e2fsck", &["-fn", &a.device])?;
             checked.push(a.device.clone());
         }
-        Ok(format!("clean: {}", checked.join(", ")))
+        let replayed = if replayed.is_empty() {
+            String::new()
+        } else {
+            format!("journal replayed on the copy: {}; ", replayed.join(", "))
+        };
+        Ok(format!("{replayed}clean: {}", checked.join(", ")))
     })
 }
 

@@ -182,6 +182,11 @@ pub struct ConvertPlan {
     pub files_to_change: Vec<String>,
     /// Commands run in a chroot of the new root (with the kernel versions found there).
     pub chroot_commands: Vec<String>,
+    /// Source partitions whose ext journal needs recovery (a host that crashed): copied
+    /// whole, and the journal replayed on the copy by the target's e2fsck. The source is
+    /// never replayed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal_replay: Vec<u32>,
 }
 
 /// Operator options that shape the plan.
@@ -522,6 +527,7 @@ pub fn plan(
         wait_resync: opts.wait_resync,
         files_to_change: Vec::new(),
         chroot_commands: Vec::new(),
+        journal_replay: Vec::new(),
     })
 }
 
@@ -633,6 +639,11 @@ impl ConvertPlan {
                 Bytes(a.content_size_bytes),
                 Bytes(a.data_size_bytes),
                 Bytes(a.copy_bytes)
+            ));
+        }
+        for n in &self.journal_replay {
+            l.push(format!(
+                "plan: partition {n} was not cleanly unmounted (its journal needs recovery): copied whole, then the target's e2fsck replays the journal on the copy; the source's journal is left as it is"
             ));
         }
         l.push(format!(
