@@ -45,6 +45,8 @@ pub struct Disk {
     pub read_only: bool,
     /// Logical and physical sector size the guest sees (512 when `None`).
     pub sector_size: Option<u32>,
+    /// A QEMU blkdebug rules file: the I/O errors to inject.
+    pub faults: Option<PathBuf>,
 }
 
 impl Disk {
@@ -58,6 +60,7 @@ impl Disk {
             bootindex: None,
             read_only: false,
             sector_size: None,
+            faults: None,
         }
     }
     pub fn serial(mut self, s: &str) -> Disk {
@@ -80,11 +83,22 @@ impl Disk {
         self.read_only = true;
         self
     }
+    /// Injects I/O errors by QEMU's blkdebug rules in `rules` (see [`blkdebug_rule`]).
+    pub fn faults(mut self, rules: &Path) -> Disk {
+        self.faults = Some(rules.into());
+        self
+    }
     /// A 4Kn disk with `4096`.
     pub fn sector_size(mut self, bytes: u32) -> Disk {
         self.sector_size = Some(bytes);
         self
     }
+}
+
+/// A blkdebug rule: fail every `event` (`read_aio`, `write_aio`) whose request covers
+/// 512-byte `sector` with EIO.
+pub fn blkdebug_rule(event: &str, sector: u64) -> String {
+    format!("[inject-error]\nevent = \"{event}\"\nerrno = \"5\"\nsector = \"{sector}\"\nonce = \"off\"\n")
 }
 
 /// Firmware the machine starts with.
@@ -274,9 +288,12 @@ impl VmBuilder {
             let snapshot = if d.snapshot { ",snapshot=on" } else { "" };
             let ro = if d.read_only { ",readonly=on" } else { "" };
             a.push("-drive".into());
+            let file = match &d.faults {
+                Some(rules) => format!("blkdebug:{}:{}", rules.display(), d.path.display()),
+                None => d.path.display().to_string(),
+            };
             a.push(format!(
-                "file={},format={},if=none,id={id}{snapshot}{ro}",
-                d.path.display(),
+                "file={file},format={},if=none,id={id}{snapshot}{ro}",
                 d.format
             ));
             let serial = d

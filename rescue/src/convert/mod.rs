@@ -636,7 +636,14 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
             ));
         }
     };
-    let s = clone::clone_with(&args, &mut progress).map_err(|e| e.to_string())?;
+    let s = clone::clone_with(&args, &mut progress).map_err(|e| {
+        format!(
+            "copy of {} ({}) onto {}: {e}",
+            args.src.display(),
+            a.role.as_str(),
+            args.dst.display()
+        )
+    })?;
     if !s.verified {
         return Err("the copy was not verified".into());
     }
