@@ -273,7 +273,10 @@ fn rescue_conf(data: &[u8]) {
     let _ = crate::cmdline::parse_plan_file("rescue.conf", &text);
     // The same text as both sides of the disagreement check: its second half as the
     // kernel command line.
-    let mid = text.char_indices().nth(text.chars().count() / 2).map_or(0, |(i, _)| i);
+    let mid = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(0, |(i, _)| i);
     let _ = crate::cmdline::conflicts("rescue.conf", &text, &text[mid..]);
 }
 

@@ -262,6 +262,31 @@ fn boot_and_run(s: &mut Session) {
                 })
                 .cloned()
                 .collect();
+            // Named anyway, the stick gets its own refusal, not "no such disk".
+            for stick in disks
+                .iter()
+                .filter(|d| !candidates.iter().any(|c| c.path == d.path))
+            {
+                let named = [
+                    ("rescue.source", &s.plan.source),
+                    ("rescue.mirror", &s.plan.mirror),
+                    ("rescue.wipe", &s.plan.wipe),
+                    ("rescue.survivor", &s.plan.survivor),
+                    ("rescue.new", &s.plan.new),
+                ];
+                for (key, sel) in named {
+                    if let Some(sel) = sel
+                        .as_deref()
+                        .filter(|sel| crate::convert::select::names_disk(sel, stick))
+                    {
+                        s.report.errors.push(format!(
+                            "{key}={sel}: {} is the {} stick this rescue runs from (it holds rescue.conf and the reports), never a target: name another disk",
+                            stick.path,
+                            stick::LABEL
+                        ));
+                    }
+                }
+            }
             s.report.set_disks(disks);
             if !s.report.errors.is_empty() {
                 s.report.errors.push(format!(
