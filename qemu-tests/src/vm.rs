@@ -41,6 +41,12 @@ pub struct Disk {
     /// Writes go to a temporary overlay, the file stays untouched.
     pub snapshot: bool,
     pub bootindex: Option<u32>,
+    /// QEMU refuses writes (`readonly=on`): the guest sees a write-protected disk.
+    pub read_only: bool,
+    /// Logical and physical sector size the guest sees (512 when `None`).
+    pub sector_size: Option<u32>,
+    /// A QEMU blkdebug rules file: the I/O errors to inject.
+    pub faults: Option<PathBuf>,
 }
 
 impl Disk {
@@ -52,6 +58,9 @@ impl Disk {
             format: "raw",
             snapshot: false,
             bootindex: None,
+            read_only: false,
+            sector_size: None,
+            faults: None,
         }
     }
     pub fn serial(mut self, s: &str) -> Disk {
@@ -70,6 +79,26 @@ impl Disk {
         self.bootindex = Some(i);
         self
     }
+    pub fn read_only(mut self) -> Disk {
+        self.read_only = true;
+        self
+    }
+    /// Injects I/O errors by QEMU's blkdebug rules in `rules` (see [`blkdebug_rule`]).
+    pub fn faults(mut self, rules: &Path) -> Disk {
+        self.faults = Some(rules.into());
+        self
+    }
+    /// A 4Kn disk with `4096`.
+    pub fn sector_size(mut self, bytes: u32) -> Disk {
+        self.sector_size = Some(bytes);
+        self
+    }
+}
+
+/// A blkdebug rule: fail every `event` (`read_aio`, `write_aio`) whose request covers
+/// 512-byte `sector` with EIO.
+pub fn blkdebug_rule(event: &str, sector: u64) -> String {
+    format!("[inject-error]\nevent = \"{event}\"\nerrno = \"5\"\nsector = \"{sector}\"\nonce = \"off\"\n")
 }
 
 /// Firmware the machine starts with.
@@ -257,10 +286,14 @@ impl VmBuilder {
         for (n, d) in self.disks.iter().enumerate() {
             let id = format!("disk{n}");
             let snapshot = if d.snapshot { ",snapshot=on" } else { "" };
+            let ro = if d.read_only { ",readonly=on" } else { "" };
             a.push("-drive".into());
+            let file = match &d.faults {
+                Some(rules) => format!("blkdebug:{}:{}", rules.display(), d.path.display()),
+                None => d.path.display().to_string(),
+            };
             a.push(format!(
-                "file={},format={},if=none,id={id}{snapshot}",
-                d.path.display(),
+                "file={file},format={},if=none,id={id}{snapshot}{ro}",
                 d.format
             ));
             let serial = d
@@ -271,7 +304,10 @@ impl VmBuilder {
             let boot = d
                 .bootindex
                 .map(|b| format!(",bootindex={b}"))
-                .unwrap_or_default();
+                .unwrap_or_default()
+                + &d.sector_size
+                    .map(|b| format!(",logical_block_size={b},physical_block_size={b}"))
+                    .unwrap_or_default();
             let dev = match d.bus {
                 Bus::Virtio => format!("virtio-blk-pci,drive={id}{serial}{boot}"),
                 Bus::Nvme => format!("nvme,drive={id}{serial}{boot}"),

@@ -436,6 +436,57 @@ pub fn parse_plan_file(name: &str, text: &str) -> (Plan, Vec<ArgError>) {
     (plan, errors)
 }
 
+/// Keys that choose what is done and which disks are written. Set to different values in
+/// the plan file and on the kernel command line they are an error, not an override: the
+/// disks written must not depend on which of two sources the operator forgot.
+const DECISIVE_KEYS: &[&str] = &[
+    "rescue.action",
+    "rescue.source",
+    "rescue.mirror",
+    "rescue.wipe",
+    "rescue.survivor",
+    "rescue.new",
+    "rescue.to",
+    "rescue.from",
+];
+
+/// The decisive keys the plan file (`name`, its `text`) and the kernel command line set
+/// to different values: one error each, naming both values.
+pub fn conflicts(name: &str, text: &str, cmdline: &str) -> Vec<ArgError> {
+    let mut from_file: Vec<(&str, String)> = Vec::new();
+    for raw in text.lines() {
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if let Some((k, v)) = line.split_once('=') {
+            let k = k.trim();
+            if DECISIVE_KEYS.contains(&k) {
+                from_file.retain(|(key, _)| *key != k);
+                from_file.push((k, v.trim().trim_matches('"').to_string()));
+            }
+        }
+    }
+    let mut from_cmdline: Vec<(String, String)> = Vec::new();
+    for word in split_words(cmdline) {
+        if let Some((k, v)) = word.split_once('=') {
+            if DECISIVE_KEYS.contains(&k) {
+                from_cmdline.retain(|(key, _)| key != k);
+                from_cmdline.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    from_file
+        .iter()
+        .filter_map(|(k, fv)| {
+            let (_, cv) = from_cmdline.iter().find(|(ck, _)| ck == k)?;
+            (cv != fv).then(|| ArgError {
+                arg: format!("{k}={cv}"),
+                message: format!(
+                    "{name} says {k} = {fv} but the kernel command line says {k}={cv}: remove one of them"
+                ),
+            })
+        })
+        .collect()
+}
+
 /// Splits like the kernel does: on whitespace, with double quotes grouping
 /// (`key="a b"` is one word, the quotes removed).
 fn split_words(s: &str) -> Vec<String> {
@@ -470,6 +521,33 @@ fn split_words(s: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decisive_keys_set_twice_differently_conflict() {
+        let conf =
+            "rescue.action = convert\nrescue.mirror = sdb  # the new disk\nrescue.then = reboot\n";
+        let errors: Vec<String> = conflicts(
+            "rescue.conf",
+            conf,
+            "console=ttyS0 rescue.action=convert rescue.mirror=sdc rescue.then=poweroff",
+        )
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+        assert_eq!(
+            errors,
+            ["rescue.mirror=sdc: rescue.conf says rescue.mirror = sdb but the kernel command line says rescue.mirror=sdc: remove one of them"]
+        );
+        // The same value twice, or a key only one of them sets, is no conflict.
+        assert!(conflicts("rescue.conf", conf, "rescue.mirror=sdb rescue.source=sda").is_empty());
+        // The last setting on each side counts, as in parsing.
+        assert!(conflicts(
+            "rescue.conf",
+            "rescue.to = sdc\nrescue.to = stick",
+            "rescue.to=stick"
+        )
+        .is_empty());
+    }
 
     #[test]
     fn defaults_when_nothing_is_given() {

@@ -16,6 +16,9 @@ pub struct BlockDisk {
     pub model: Option<String>,
     pub serial: Option<String>,
     pub removable: bool,
+    /// The kernel refuses writes (`ro` in sysfs: a write-protect switch, a read-only
+    /// LUN or virtual disk).
+    pub read_only: bool,
 }
 
 /// Kernel name prefixes that are never a physical disk we care about.
@@ -51,6 +54,7 @@ pub fn list_disks(sys_block: &Path) -> Vec<BlockDisk> {
                 model: read_trimmed(&dir.join("device/model")).filter(|s| !s.is_empty()),
                 serial: serial(&dir),
                 removable: read_trimmed(&dir.join("removable")).as_deref() == Some("1"),
+                read_only: read_trimmed(&dir.join("ro")).as_deref() == Some("1"),
                 name,
             })
         })
@@ -222,6 +226,7 @@ mod tests {
                 ("queue/logical_block_size", b"4096\n"),
                 ("device/model", b"QEMU HARDDISK   \n"),
                 ("device/vpd_pg80", b"\x00\x80\x00\x06MIR-02"),
+                ("ro", b"1\n"),
             ],
         );
         mk(
@@ -264,6 +269,12 @@ mod tests {
                 ("vda", 1073741824, 512, None, Some("SRC-1")),
             ]
         );
+        let ro: Vec<_> = disks
+            .iter()
+            .filter(|d| d.read_only)
+            .map(|d| d.name.as_str())
+            .collect();
+        assert_eq!(ro, ["sda"], "only the disk whose sysfs says ro=1");
         let settled = wait_for_settle(
             &dir,
             || Duration::from_millis(50),

@@ -269,7 +269,15 @@ fn kernel_cmdline(data: &[u8]) {
 }
 
 fn rescue_conf(data: &[u8]) {
-    let _ = crate::cmdline::parse_plan_file("rescue.conf", &String::from_utf8_lossy(data));
+    let text = String::from_utf8_lossy(data);
+    let _ = crate::cmdline::parse_plan_file("rescue.conf", &text);
+    // The same text as both sides of the disagreement check: its second half as the
+    // kernel command line.
+    let mid = text
+        .char_indices()
+        .nth(text.chars().count() / 2)
+        .map_or(0, |(i, _)| i);
+    let _ = crate::cmdline::conflicts("rescue.conf", &text, &text[mid..]);
 }
 
 fn boot_config(data: &[u8]) {

@@ -262,6 +262,31 @@ fn boot_and_run(s: &mut Session) {
                 })
                 .cloned()
                 .collect();
+            // Named anyway, the stick gets its own refusal, not "no such disk".
+            for stick in disks
+                .iter()
+                .filter(|d| !candidates.iter().any(|c| c.path == d.path))
+            {
+                let named = [
+                    ("rescue.source", &s.plan.source),
+                    ("rescue.mirror", &s.plan.mirror),
+                    ("rescue.wipe", &s.plan.wipe),
+                    ("rescue.survivor", &s.plan.survivor),
+                    ("rescue.new", &s.plan.new),
+                ];
+                for (key, sel) in named {
+                    if let Some(sel) = sel
+                        .as_deref()
+                        .filter(|sel| crate::convert::select::names_disk(sel, stick))
+                    {
+                        s.report.errors.push(format!(
+                            "{key}={sel}: {} is the {} stick this rescue runs from (it holds rescue.conf and the reports), never a target: name another disk",
+                            stick.path,
+                            stick::LABEL
+                        ));
+                    }
+                }
+            }
             s.report.set_disks(disks);
             if !s.report.errors.is_empty() {
                 s.report.errors.push(format!(
@@ -340,6 +365,8 @@ fn attach_stick(s: &mut Session, disks: &[inspect::Disk]) -> Plan {
         Some(text) => {
             let (plan, errors) = cmdline::parse_plan_file(stick::PLAN_FILE, &text);
             s.report.errors.extend(errors.iter().map(|e| e.to_string()));
+            let clash = cmdline::conflicts(stick::PLAN_FILE, &text, &s.cmdline_text);
+            s.report.errors.extend(clash.iter().map(|e| e.to_string()));
             plan
         }
         None => Plan::default(),
@@ -417,6 +444,7 @@ pub fn inspect_block_disk(d: &devices::BlockDisk) -> anyhow::Result<inspect::Dis
     )?;
     disk.model = d.model.clone();
     disk.serial = d.serial.clone();
+    disk.read_only = d.read_only;
     Ok(disk)
 }
 

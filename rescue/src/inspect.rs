@@ -25,6 +25,9 @@ pub struct Disk {
     pub logical_sector_size: u32,
     pub model: Option<String>,
     pub serial: Option<String>,
+    /// The kernel refuses writes to it (from sysfs; image files are writable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_only: bool,
     /// `"gpt"`, `"mbr"`, or `None` when there is no partition table.
     pub table: Option<String>,
     /// GPT disk GUID (upper-case, hyphenated).

@@ -11,26 +11,34 @@ pub const LABEL: &str = "RESCUE";
 pub const PLAN_FILE: &str = "rescue.conf";
 pub const MOUNT_POINT: &str = "/run/stick";
 
+/// Whether this disk is a `RESCUE` stick: a vfat partition (or whole disk) with that label.
+pub fn is_stick_disk(d: &Disk) -> bool {
+    stick_partition(d).is_some()
+}
+
+/// The stick's filesystem on `d`: `Some(Some(n))` for partition `n`, `Some(None)` for the
+/// whole disk.
+fn stick_partition(d: &Disk) -> Option<Option<u32>> {
+    if let Some(p) = d
+        .partitions
+        .iter()
+        .find(|p| p.fs_type.as_deref() == Some("vfat") && p.label.as_deref() == Some(LABEL))
+    {
+        return Some(Some(p.number));
+    }
+    match &d.whole_disk {
+        Some(crate::inspect::Content::Vfat { label: Some(l), .. }) if l == LABEL => Some(None),
+        _ => None,
+    }
+}
+
 /// The block device holding the stick's filesystem: a vfat partition (or whole disk)
 /// labelled `RESCUE`. The first one found, in disk-name order.
 pub fn find(disks: &[Disk]) -> Option<PathBuf> {
-    for d in disks {
-        for p in &d.partitions {
-            if p.fs_type.as_deref() == Some("vfat") && p.label.as_deref() == Some(LABEL) {
-                return crate::devices::partition_device(
-                    Path::new("/sys/block"),
-                    &d.name,
-                    p.number,
-                );
-            }
-        }
-        if let Some(crate::inspect::Content::Vfat { label: Some(l), .. }) = &d.whole_disk {
-            if l == LABEL {
-                return Some(PathBuf::from(&d.path));
-            }
-        }
-    }
-    None
+    disks.iter().find_map(|d| match stick_partition(d)? {
+        Some(n) => crate::devices::partition_device(Path::new("/sys/block"), &d.name, n),
+        None => Some(PathBuf::from(&d.path)),
+    })
 }
 
 /// A mounted stick.

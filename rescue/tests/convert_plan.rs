@@ -653,3 +653,66 @@ fn a_resumed_plan_takes_the_disks_names_of_this_boot() {
     );
     assert_eq!(p.mirror.size_bytes, mirror.size_bytes);
 }
+
+/// The size a `TooSmall` refusal asks for is enough, and one sector less is not: with the
+/// backup partition in use (no room to borrow) and empty (room borrowed from it).
+#[test]
+fn too_small_names_the_exact_smallest_mirror() {
+    for backup_fs in [true, false] {
+        let dir = TempDir::new(&format!("plan-boundary-{backup_fs}"));
+        let src = xs7(&dir, 224 * MIB, backup_fs);
+        let (_, tiny) = blank(&dir, "tiny.img", 96 * MIB);
+        let Err(PlanError::TooSmall { min_size, .. }) = make_plan(&src, &tiny) else {
+            panic!("a 96 MiB mirror was accepted");
+        };
+        assert_eq!(
+            min_size % 512,
+            0,
+            "min_size {min_size} is not whole sectors"
+        );
+        let (_, exact) = blank(&dir, "exact.img", min_size);
+        let p = make_plan(&src, &exact).unwrap_or_else(|e| {
+            panic!("backup_fs {backup_fs}: the size asked for ({min_size}) is refused: {e}")
+        });
+        check_layout(&p, min_size);
+        let (_, short) = blank(&dir, "short.img", min_size - 512);
+        assert!(
+            matches!(make_plan(&src, &short), Err(PlanError::TooSmall { .. })),
+            "backup_fs {backup_fs}: one sector below {min_size} was accepted"
+        );
+    }
+}
+
+/// An SR whose VG has PVs on other disks would stay half on an unmirrored disk.
+#[test]
+fn an_sr_vg_spanning_two_pvs_is_refused() {
+    let dir = TempDir::new("plan-sr-spans");
+    let src = xs7(&dir, 224 * MIB, false);
+    let (_, mirror) = blank(&dir, "mirror.img", 224 * MIB);
+    let mut source = inspect_path(&src).unwrap();
+    let sr = source
+        .partitions
+        .iter_mut()
+        .find(|p| p.role.as_deref() == Some("sr"))
+        .unwrap();
+    match &mut sr.content {
+        Some(rescue::inspect::Content::LvmPv { vg: Some(vg), .. }) => vg.pv_count = 2,
+        other => panic!("no VG read on the SR: {other:?}"),
+    }
+    let table = gpt::read(&mut File::open(&src).unwrap(), Some(512)).unwrap();
+    let mut seed = gpt::GuidSource::Seeded(7);
+    let e = plan::plan(
+        &source,
+        &table,
+        &mirror,
+        &SourceFacts::default(),
+        &Options::default(),
+        &mut || seed.next_guid().unwrap(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        e,
+        PlanError::SrSpansDisks(3, "VG_XenStorage-1d2c".into(), 2),
+        "{e}"
+    );
+}

@@ -443,3 +443,83 @@ fn target_smaller_than_source_is_refused_before_writing() {
     );
     assert!(std::fs::read(&dst).unwrap().iter().all(|&b| b == 0));
 }
+
+/// A crashed host's filesystem: a committed transaction still in the journal (written by
+/// debugfs' journal commands, as the kernel leaves one at a power cut). The superblock
+/// says it needs recovery; the whole-partition copy that convert makes of it, replayed by
+/// e2fsck, holds the journaled block and checks clean, and the source is byte-identical.
+#[test]
+fn a_crashed_filesystem_is_copied_whole_and_replayed_on_the_copy() {
+    let t = TempDir::new("ext-crashed");
+    let img = t.path("crashed.img");
+    sparse_file(&img, 64 * MIB);
+    let img_s = img.to_str().unwrap();
+    run("mke2fs", &["-q", "-F", "-t", "ext3", "-b", "4096", img_s]);
+    let before = t.path("before.txt");
+    std::fs::write(&before, vec![b'a'; 4096]).unwrap();
+    run(
+        "debugfs",
+        &[
+            "-w",
+            "-R",
+            &format!("write {} data.txt", before.display()),
+            img_s,
+        ],
+    );
+    let block: u64 = run("debugfs", &["-R", "bmap data.txt 0", img_s])
+        .trim()
+        .parse()
+        .unwrap();
+    let after = t.path("after.txt");
+    std::fs::write(&after, vec![b'z'; 4096]).unwrap();
+    // One transaction rewriting the file's block, committed, never checkpointed.
+    let script = t.path("jw.cmd");
+    std::fs::write(
+        &script,
+        format!("jo\njw -b {block} {}\njc\n", after.display()),
+    )
+    .unwrap();
+    run("debugfs", &["-w", "-f", script.to_str().unwrap(), img_s]);
+
+    let sb = ext::Superblock::read(&mut File::open(&img).unwrap()).unwrap();
+    assert!(sb.needs_recovery(), "debugfs left no journal to recover");
+    let src_sum = run("sha256sum", &[img_s]);
+    let cat = |p: &Path| run("debugfs", &["-R", "cat data.txt", p.to_str().unwrap()]);
+    assert!(
+        cat(&img).starts_with('a'),
+        "the source's block changed before any replay"
+    );
+
+    let copy = t.path("copy.img");
+    sparse_file(&copy, 64 * MIB);
+    let args = CloneArgs {
+        src: img.clone(),
+        dst: copy.clone(),
+        verify: true,
+        raw: true,
+        ..Default::default()
+    };
+    let s = clone_with(&args, &mut |_| {}).unwrap();
+    assert!(s.verified);
+    assert_eq!(s.bytes_moved.0, 64 * MIB, "not a whole-partition copy");
+    let copy_s = copy.to_str().unwrap();
+    let code = try_run("e2fsck", &["-fy", copy_s]).status.code().unwrap();
+    assert!(code <= 2, "e2fsck -fy on the copy exited with {code}");
+    let fsck = try_run("e2fsck", &["-fn", copy_s]);
+    assert!(
+        fsck.status.success(),
+        "the replayed copy does not check clean"
+    );
+    assert!(!ext::Superblock::read(&mut File::open(&copy).unwrap())
+        .unwrap()
+        .needs_recovery());
+    assert!(
+        cat(&copy).starts_with('z'),
+        "the journaled block was not replayed on the copy"
+    );
+    assert_eq!(
+        run("sha256sum", &[img_s]),
+        src_sum,
+        "the source was written"
+    );
+}

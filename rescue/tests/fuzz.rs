@@ -273,6 +273,7 @@ fn journal_seed() -> Seed {
             wait_resync: false,
             files_to_change: vec!["/etc/fstab".into()],
             chroot_commands: Vec::new(),
+            journal_replay: Vec::new(),
             boot_chain: Default::default(),
         },
         files_changed: Vec::new(),

@@ -33,6 +33,8 @@ pub enum JobError {
     SeveralXenServers(usize, String),
     #[error("{0} is the disk being backed up: name another disk, or stick, in rescue.to=")]
     TargetIsSource(String),
+    #[error("rescue.to: {0} is read-only (the kernel refuses writes to it): release its write protection (switch, controller or LUN setting) or name another disk")]
+    ReadOnly(String),
     #[error("{key}={sel} is the {LABEL} stick: write {key}=stick")]
     StickByName { key: &'static str, sel: String },
     #[error("{key}=stick: no {LABEL} stick was found; attach it or name a disk")]
@@ -367,6 +369,9 @@ pub fn plan_backup(
     if t.path == source.path {
         return Err(JobError::TargetIsSource(t.path.clone()));
     }
+    if t.read_only {
+        return Err(JobError::ReadOnly(t.path.clone()));
+    }
     let target = match volume(t) {
         Ok(v) => BackupTarget::Volume(v),
         Err(_) if wiped(args, t) => {
@@ -461,6 +466,9 @@ pub fn plan_restore(
             what,
         })?)
     };
+    if target.read_only {
+        return Err(JobError::ReadOnly(target.path.clone()));
+    }
     if !target.blank && !wiped(args, target) {
         return Err(JobError::TargetNotBlank {
             disk: target.path.clone(),

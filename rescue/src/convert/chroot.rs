@@ -74,6 +74,14 @@ pub(crate) fn mounted<T>(
     r
 }
 
+/// Runs a target tool in `root` and returns its exit code (its output goes to the
+/// console's log as it runs).
+pub(crate) fn chroot_status(root: &Path, program: &str, args: &[&str]) -> Result<i32, String> {
+    let _running = crate::heartbeat::running(format!("{program} {}", args.join(" ")));
+    let (code, _) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
+    Ok(code)
+}
+
 pub(crate) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
     let _running = crate::heartbeat::running(format!("{program} {}", args.join(" ")));
     let (code, out) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;

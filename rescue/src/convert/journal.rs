@@ -150,6 +150,7 @@ mod tests {
                 wait_resync: false,
                 files_to_change: Vec::new(),
                 chroot_commands: Vec::new(),
+                journal_replay: Vec::new(),
                 boot_chain: Default::default(),
             },
             files_changed: Vec::new(),

@@ -20,13 +20,14 @@ use crate::formats::{gpt, md};
 use crate::inspect::Disk;
 use crate::sys;
 use crate::units::{Bytes, Sectors};
-use chroot::{chroot_ok, with_source_root, with_target_root};
+use chroot::{chroot_ok, chroot_status, with_source_root, with_target_root};
 use configure::Side;
 use journal::{Journal, Phase};
 use plan::{ArrayRole, ConvertPlan, Payload};
 use preflight::preflight;
 use select::{
-    check_selector, describe_contents, find_journal, names_disk, select_mirror, select_source,
+    check_selector, degraded_host, describe_contents, find_journal, names_disk, select_mirror,
+    select_source, writable_target,
 };
 use serde::{Deserialize, Serialize};
 use std::fs::File;
@@ -98,27 +99,23 @@ pub fn run(
     let journal = find_journal(disks).filter(|(mirror, j)| {
         // A journal whose source is gone, on a disk the operator allows to wipe, is the
         // leftover of another job: start a new one.
-        let source_here = disks.iter().any(|d| {
-            d.path != mirror.path
-                && d.disk_guid.as_deref().is_some_and(|g| {
-                    g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid
-                })
-        });
-        source_here || !args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror))
+        journal_source(disks, mirror, j).is_some()
+            || !args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror))
     });
     if let Some((mirror, mut j)) = journal {
-        let source = disks
-            .iter()
-            .find(|d| {
-                d.disk_guid.as_deref().is_some_and(|g| g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid)
-                    && d.path != mirror.path
-            })
-            .ok_or_else(|| {
-                format!(
-                    "{} holds the journal of a conversion of disk GUID {}, but that disk is not attached: attach it or wipe {} to start over",
-                    mirror.path, j.plan.source_disk_guid, mirror.path
-                )
-            })?;
+        let Some(source) = journal_source(disks, mirror, &j) else {
+            // A finished job whose source is gone: the host lost a disk, and wiping this
+            // one would destroy the only copy left.
+            if j.phase == Phase::Done {
+                if let Some(line) = degraded_host(mirror, disks) {
+                    return Err(line);
+                }
+            }
+            return Err(format!(
+                "{} holds the journal of a conversion of disk GUID {}, but that disk is not attached: attach it or wipe {} to start over",
+                mirror.path, j.plan.source_disk_guid, mirror.path
+            ));
+        };
         check_selector(args.source.as_deref(), source, "rescue.source")?;
         check_selector(args.mirror.as_deref(), mirror, "rescue.mirror")?;
         // Every later step opens the disks by the plan's paths: this boot's names.
@@ -156,6 +153,15 @@ pub fn run(
     let source_sel = args.source.as_deref().ok_or("rescue.source= is required for convert: a disk name (sda), /dev path, serial:<serial> or auto")?;
     let mirror_sel = args.mirror.as_deref().ok_or("rescue.mirror= is required for convert: a disk name (sdb), /dev path, serial:<serial> or auto")?;
     let source = select_source(source_sel, disks)?;
+    if let Some(md) = &source.whole_disk_md {
+        return Err(format!(
+            "{} is itself a member of a whole-disk md array ({} member, {} of {} slots): it is already RAID, nothing to convert; if that array is gone for good, clear its superblock (mdadm --zero-superblock {}) and convert again",
+            source.path, md.level, md.array_state, md.raid_disks, source.path
+        ));
+    }
+    if let Some(line) = degraded_host(source, disks) {
+        return Err(line);
+    }
     if source.xenserver.as_ref().is_some_and(|x| x.on_md) {
         rep.already_converted = true;
         ctx.say(&format!(
@@ -168,8 +174,17 @@ pub fn run(
     // From here a refusal still plans: the dry run shows the plan with every blocker,
     // and a real run names them all at once, before anything is written.
     let mut blockers = Vec::new();
+    if let Err(e) = writable_target(mirror, "rescue.mirror") {
+        blockers.push(e);
+    }
+    if args.attach_source && source.read_only {
+        blockers.push(format!(
+            "rescue.source: {} is read-only (the kernel refuses writes to it) and becomes the second member at the end: release its write protection, or convert with rescue.attach-source=no",
+            source.path
+        ));
+    }
     let wipe_allowed = args.wipe.as_deref().is_some_and(|w| names_disk(w, mirror));
-    if !mirror.blank && !wipe_allowed {
+    if !mirror.blank && !wipe_allowed && !crate::stick::is_stick_disk(mirror) {
         let what = describe_contents(mirror);
         blockers.push(
             plan::PlanError::MirrorNotBlank(
@@ -184,8 +199,14 @@ pub fn run(
             .to_string(),
         );
     }
-    let (plan, more) = preflight(args, source, mirror)?;
-    blockers.extend(more);
+    let plan = match preflight(args, source, mirror) {
+        Ok(p) => p,
+        Err(e) => {
+            // No plan to show; still name everything that blocks at once.
+            blockers.push(e);
+            return Err(blocked(&blockers));
+        }
+    };
     // What the configure step will need from the host's own root, read now (read-only,
     // without replaying a journal): a missing tool or file refuses the job.
     ctx.require_modules(&["ext4"])?;
@@ -215,6 +236,16 @@ pub fn run(
         files_changed: Vec::new(),
     };
     execute(ctx, j, rep)
+}
+
+/// The source disk of the job journaled on `mirror`, when it is attached.
+fn journal_source<'a>(disks: &'a [Disk], mirror: &Disk, j: &Journal) -> Option<&'a Disk> {
+    disks.iter().find(|d| {
+        d.path != mirror.path
+            && d.disk_guid
+                .as_deref()
+                .is_some_and(|g| g == j.plan.source_disk_guid || g == j.plan.source_new_disk_guid)
+    })
 }
 
 /// One line for the report: the blocker itself when there is one, else all of them.
@@ -584,7 +615,7 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
         src,
         dst: PathBuf::from(&a.device),
         verify: true,
-        raw: false,
+        raw: plan.journal_replay.contains(&a.partition),
         buffered: false,
         quiet: true,
     };
@@ -605,7 +636,14 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
             ));
         }
     };
-    let s = clone::clone_with(&args, &mut progress).map_err(|e| e.to_string())?;
+    let s = clone::clone_with(&args, &mut progress).map_err(|e| {
+        format!(
+            "copy of {} ({}) onto {}: {e}",
+            args.src.display(),
+            a.role.as_str(),
+            args.dst.display()
+        )
+    })?;
     if !s.verified {
         return Err("the copy was not verified".into());
     }
@@ -620,15 +658,33 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
 fn fsck_copies(plan: &ConvertPlan) -> Result<String, String> {
     with_source_root(plan, |root| {
         let mut checked = Vec::new();
+        let mut replayed = Vec::new();
         for a in plan
             .arrays
             .iter()
             .filter(|a| matches!(a.payload, Payload::Ext { .. }) && a.content_size_bytes > 0)
         {
+            if plan.journal_replay.contains(&a.partition) {
+                // Replays the journal and repairs what the crash left; 1 and 2 say it
+                // changed something, 4 and up that it could not.
+                let code = chroot_status(root, "e2fsck", &["-fy", &a.device])?;
+                if code > 2 {
+                    return Err(format!(
+                        "e2fsck -fy {} (the journal replay on the copy of partition {}) exited with {code}: the filesystem could not be repaired; the source is untouched: boot the host, shut it down cleanly, and convert again",
+                        a.device, a.partition
+                    ));
+                }
+                replayed.push(format!("{} (e2fsck -fy exit {code})", a.device));
+            }
             chroot_ok(root, "e2fsck", &["-fn", &a.device])?;
             checked.push(a.device.clone());
         }
-        Ok(format!("clean: {}", checked.join(", ")))
+        let replayed = if replayed.is_empty() {
+            String::new()
+        } else {
+            format!("journal replayed on the copy: {}; ", replayed.join(", "))
+        };
+        Ok(format!("{replayed}clean: {}", checked.join(", ")))
     })
 }
 

@@ -182,6 +182,11 @@ pub struct ConvertPlan {
     pub files_to_change: Vec<String>,
     /// Commands run in a chroot of the new root (with the kernel versions found there).
     pub chroot_commands: Vec<String>,
+    /// Source partitions whose ext journal needs recovery (a host that crashed): copied
+    /// whole, and the journal replayed on the copy by the target's e2fsck. The source is
+    /// never replayed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub journal_replay: Vec<u32>,
 }
 
 /// Operator options that shape the plan.
@@ -209,7 +214,7 @@ pub enum PlanError {
     NotXenServer(String),
     #[error("{0} is already converted (root is on md): nothing to do")]
     AlreadyConverted(String),
-    #[error("{0} has no GPT partition table: only GPT XenServer installs can be converted")]
+    #[error("{0} has no GPT partition table (an MBR install, as upgrades from XenServer 5.x keep): only GPT installs can be converted; convert this one by hand or reinstall it")]
     NotGpt(String),
     #[error("{0} boots by UEFI (it has an EFI system partition): UEFI hosts are not supported yet, convert by hand")]
     Uefi(String),
@@ -232,6 +237,8 @@ pub enum PlanError {
     Md(String, u32, String),
     #[error("partition {0} has role {1} but no content the conversion understands ({2}): check the source with rescue.action=inspect")]
     UnknownContent(u32, String, String),
+    #[error("the SR on partition {0} is VG {1}, which spans {2} PVs: a mirror of this disk would leave the SR on the others unmirrored; move it onto this disk first (pvmove, vgreduce) or convert by hand")]
+    SrSpansDisks(u32, String, usize),
     #[error(transparent)]
     BootChain(#[from] BootChainError),
 }
@@ -334,13 +341,24 @@ pub fn plan(
                 label: ip.label.clone(),
                 uuid: ip.uuid.clone(),
             },
-            (Some("LVM2_member"), _) => Payload::LvmPv {
-                pv_uuid: ip.uuid.clone(),
-                vg_name: match &ip.content {
-                    Some(crate::inspect::Content::LvmPv { vg_name, .. }) => vg_name.clone(),
-                    _ => None,
-                },
-            },
+            (Some("LVM2_member"), _) => {
+                if let Some(crate::inspect::Content::LvmPv { vg: Some(vg), .. }) = &ip.content {
+                    if vg.pv_count > 1 {
+                        return Err(PlanError::SrSpansDisks(
+                            gp.number,
+                            vg.name.clone(),
+                            vg.pv_count,
+                        ));
+                    }
+                }
+                Payload::LvmPv {
+                    pv_uuid: ip.uuid.clone(),
+                    vg_name: match &ip.content {
+                        Some(crate::inspect::Content::LvmPv { vg_name, .. }) => vg_name.clone(),
+                        _ => None,
+                    },
+                }
+            }
             (None, ArrayRole::Backup) => Payload::Empty,
             (other, _) => {
                 return Err(PlanError::UnknownContent(
@@ -410,13 +428,21 @@ pub fn plan(
                 }
             }
             _ => {
+                // The smallest mirror that works: the donor gives up to all but 16 MiB
+                // (and one LBA, the test above being strict), the rest must be disk.
+                let keep = lbas_per_mib * 16 + 1;
+                let donated = donor.map_or(0, |d| sizes[d].saturating_sub(keep));
+                let min_size = (last + 34 - donated) * ss;
                 return Err(PlanError::TooSmall {
                     mirror: mirror.path.clone(),
-                    needed: needed_bytes,
-                    why: "each array needs room for its md metadata and the backup partition is in use or too small to give it"
-                        .into(),
-                    min_size: mirror.size_bytes + needed_bytes,
-                })
+                    needed: min_size.saturating_sub(mirror.size_bytes),
+                    why: if donated > 0 {
+                        "each array needs room for its md metadata and the empty backup partition can give only part of it".into()
+                    } else {
+                        "each array needs room for its md metadata and the backup partition is in use or too small to give it".into()
+                    },
+                    min_size,
+                });
             }
         }
     }
@@ -501,6 +527,7 @@ pub fn plan(
         wait_resync: opts.wait_resync,
         files_to_change: Vec::new(),
         chroot_commands: Vec::new(),
+        journal_replay: Vec::new(),
     })
 }
 
@@ -612,6 +639,11 @@ impl ConvertPlan {
                 Bytes(a.content_size_bytes),
                 Bytes(a.data_size_bytes),
                 Bytes(a.copy_bytes)
+            ));
+        }
+        for n in &self.journal_replay {
+            l.push(format!(
+                "plan: partition {n} was not cleanly unmounted (its journal needs recovery): copied whole, then the target's e2fsck replays the journal on the copy; the source's journal is left as it is"
             ));
         }
         l.push(format!(

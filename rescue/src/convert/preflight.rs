@@ -12,32 +12,38 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::path::Path;
 
-/// Reads every source partition it needs, and plans. Writes nothing. Returns the plan
-/// and what blocks it that does not stop the planning itself (an unclean filesystem):
-/// the dry run shows the plan with every blocker; a real run refuses before writing.
+/// Reads every source partition it needs, and plans. Writes nothing. A filesystem that
+/// was not cleanly unmounted is planned for a journal replay on its copy.
 pub(super) fn preflight(
     args: &cmdline::Plan,
     source: &Disk,
     mirror: &Disk,
-) -> Result<(ConvertPlan, Vec<String>), String> {
-    let mut blockers = Vec::new();
+) -> Result<ConvertPlan, String> {
     if source.xenserver.is_none() {
         return Err(plan::PlanError::NotXenServer(source.path.clone()).to_string());
+    }
+    if source.table.as_deref() != Some("gpt") {
+        return Err(plan::PlanError::NotGpt(source.path.clone()).to_string());
     }
     let mut f = File::open(&source.path).map_err(|e| format!("open {}: {e}", source.path))?;
     let table = gpt::read(&mut f, Some(source.logical_sector_size))
         .map_err(|e| format!("{}: {e}", source.path))?;
     let mut facts = plan::SourceFacts::default();
+    let mut replay = Vec::new();
     for p in &source.partitions {
         if p.role.as_deref().and_then(ArrayRole::parse).is_none() {
             continue;
         }
         let dev = partition_path(&source.name, p.number)?;
         let mut part = File::open(&dev).map_err(|e| format!("open {}: {e}", dev.display()))?;
-        if matches!(p.fs_type.as_deref(), Some("ext3" | "ext4" | "ext2")) {
-            if let Err(e) = check_clean_ext(&mut part, &dev) {
-                blockers.push(e);
-            }
+        if matches!(p.fs_type.as_deref(), Some("ext3" | "ext4" | "ext2"))
+            && needs_recovery(&mut part, &dev)?
+        {
+            // A crashed host: its bitmaps may miss blocks the journal allocates, so the
+            // copy takes every block, and the journal is replayed on the copy only.
+            replay.push(p.number);
+            facts.copy_bytes.insert(p.number, p.size_bytes);
+            continue;
         }
         let cp = clone::plan(&mut part, false).map_err(|e| format!("{}: {e}", dev.display()))?;
         let bytes = if cp.swap.is_some() {
@@ -79,6 +85,7 @@ pub(super) fn preflight(
         .and_then(|_| std::io::Read::read_exact(&mut f, &mut mbr))
         .map_err(|e| format!("read {}: {e}", source.path))?;
     p.protective_mbr_active = p.boot_chain.protective_mbr_active(mbr[446] == 0x80);
+    p.journal_replay = replay;
     p.files_to_change = super::configure::target_files(p.boot_chain);
     p.chroot_commands = vec![
         "e2fsck -fn <each ext array> (in a chroot of the source root, read-only)".into(),
@@ -86,22 +93,12 @@ pub(super) fn preflight(
     ];
     p.chroot_commands
         .extend(p.boot_chain.plan_lines(&mirror.path, &source.path));
-    Ok((p, blockers))
+    Ok(p)
 }
 
-/// Refuses a filesystem that was not cleanly unmounted: its copy would not check clean.
-fn check_clean_ext(part: &mut File, dev: &Path) -> Result<(), String> {
-    let mut sb = [0u8; 1024];
-    part.seek(SeekFrom::Start(1024))
-        .and_then(|_| std::io::Read::read_exact(part, &mut sb))
-        .map_err(|e| format!("read {}: {e}", dev.display()))?;
-    let incompat = u32::from_le_bytes([sb[0x60], sb[0x61], sb[0x62], sb[0x63]]);
-    let state = u16::from_le_bytes([sb[0x3a], sb[0x3b]]);
-    if incompat & 0x4 != 0 || state & 1 == 0 {
-        return Err(format!(
-            "{} was not cleanly unmounted (journal needs recovery): boot the host once and shut it down cleanly, then convert",
-            dev.display()
-        ));
-    }
-    Ok(())
+/// Whether an ext filesystem was not cleanly unmounted.
+fn needs_recovery(part: &mut File, dev: &Path) -> Result<bool, String> {
+    crate::formats::ext::Superblock::read(part)
+        .map(|sb| sb.needs_recovery())
+        .map_err(|e| format!("{}: {e}", dev.display()))
 }

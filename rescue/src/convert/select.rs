@@ -14,6 +14,13 @@ pub(super) fn describe_contents(d: &Disk) -> String {
             t.to_uppercase(),
             d.partitions.len()
         )
+    } else if let Some(crate::inspect::Content::MdMember {
+        metadata,
+        array_uuid,
+        ..
+    }) = &d.whole_disk
+    {
+        format!("an md {metadata} superblock of array {array_uuid} on the whole disk")
     } else if let Some(c) = &d.whole_disk {
         format!("{c:?}")
     } else {
@@ -27,6 +34,47 @@ pub(crate) fn names_disk(sel: &str, d: &Disk) -> bool {
         Some(s) => d.serial.as_deref() == Some(s),
         None => sel == d.name || sel == d.path,
     }
+}
+
+/// Refuses a disk that must never be written as `key` names it: the `RESCUE` stick this
+/// rescue runs from (its plan and reports live there), or a disk the kernel will not write.
+pub(crate) fn writable_target(d: &Disk, key: &str) -> Result<(), String> {
+    if crate::stick::is_stick_disk(d) {
+        return Err(format!(
+            "{key}: {} is the {} stick (it holds rescue.conf and the reports), never a target: name another disk",
+            d.path,
+            crate::stick::LABEL
+        ));
+    }
+    if d.read_only {
+        return Err(format!(
+            "{key}: {} is read-only (the kernel refuses writes to it): release its write protection (switch, controller or LUN setting) or name another disk",
+            d.path
+        ));
+    }
+    Ok(())
+}
+
+/// A converted host (root on md) whose arrays miss a member needs `replace`, not
+/// `convert`: says so, naming the degraded arrays.
+pub(super) fn degraded_host(source: &Disk, disks: &[Disk]) -> Option<String> {
+    if !source.xenserver.as_ref().is_some_and(|x| x.on_md) {
+        return None;
+    }
+    let degraded: Vec<String> = crate::arrays::arrays(disks)
+        .iter()
+        .filter(|a| a.degraded && a.members.iter().any(|m| m.disk == source.path))
+        .map(|a| a.name.clone().unwrap_or_else(|| a.uuid.clone()))
+        .collect();
+    (!degraded.is_empty()).then(|| {
+        format!(
+            "{} is a converted host with {} degraded array(s) ({}): it needs its second disk back, not a conversion: use rescue.action=replace rescue.survivor={} rescue.new=<the blank disk>",
+            source.path,
+            degraded.len(),
+            degraded.join(", "),
+            source.name
+        )
+    })
 }
 
 pub(super) fn check_selector(sel: Option<&str>, d: &Disk, key: &str) -> Result<(), String> {
@@ -67,7 +115,12 @@ pub(super) fn select_mirror<'a>(
     if sel == "auto" {
         let c: Vec<&Disk> = disks
             .iter()
-            .filter(|d| d.path != source.path && d.blank && d.size_bytes >= source.size_bytes)
+            .filter(|d| {
+                d.path != source.path
+                    && d.blank
+                    && d.size_bytes >= source.size_bytes
+                    && writable_target(d, "").is_ok()
+            })
             .collect();
         return match c.as_slice() {
             [one] => Ok(one),
@@ -96,4 +149,58 @@ pub(super) fn find_journal(disks: &[Disk]) -> Option<(&Disk, Journal)> {
             || j.phase == Phase::Planned)
             .then_some((d, j))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::inspect::{Content, Partition};
+
+    fn disk(name: &str) -> Disk {
+        Disk {
+            name: name.into(),
+            path: format!("/dev/{name}"),
+            size_bytes: 1 << 30,
+            logical_sector_size: 512,
+            blank: true,
+            ..Disk::default()
+        }
+    }
+
+    #[test]
+    fn the_stick_and_a_read_only_disk_are_never_targets() {
+        assert_eq!(writable_target(&disk("sdb"), "rescue.mirror"), Ok(()));
+        let mut ro = disk("sdb");
+        ro.read_only = true;
+        assert_eq!(
+            writable_target(&ro, "rescue.mirror").unwrap_err(),
+            "rescue.mirror: /dev/sdb is read-only (the kernel refuses writes to it): release its write protection (switch, controller or LUN setting) or name another disk"
+        );
+        let mut stick = disk("sdc");
+        stick.blank = false;
+        stick.table = Some("mbr".into());
+        stick.partitions = vec![Partition {
+            number: 1,
+            fs_type: Some("vfat".into()),
+            label: Some("RESCUE".into()),
+            ..Partition::default()
+        }];
+        assert!(writable_target(&stick, "rescue.new")
+            .unwrap_err()
+            .starts_with("rescue.new: /dev/sdc is the RESCUE stick"));
+        let mut whole = disk("sdd");
+        whole.whole_disk = Some(Content::Vfat {
+            label: Some("RESCUE".into()),
+            serial: "1234-ABCD".into(),
+        });
+        assert!(writable_target(&whole, "rescue.mirror").is_err());
+        // auto never picks them.
+        let source = disk("sda");
+        assert_eq!(
+            select_mirror("auto", &source, &[source.clone(), ro.clone(), disk("sde")])
+                .unwrap()
+                .name,
+            "sde"
+        );
+    }
 }

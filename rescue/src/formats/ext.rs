@@ -263,6 +263,12 @@ impl Superblock {
     }
 
     /// ext2, ext3 or ext4, by the same rule as blkid (see [`version_of`]).
+    /// Not cleanly unmounted: the journal needs recovery, or the state is not clean (a
+    /// host that crashed or lost power with the filesystem mounted read-write).
+    pub fn needs_recovery(&self) -> bool {
+        self.feature_incompat & INCOMPAT_RECOVER != 0 || self.state & 1 == 0
+    }
+
     pub fn version(&self) -> ExtVersion {
         version_of(
             self.feature_compat,

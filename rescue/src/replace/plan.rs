@@ -102,6 +102,8 @@ pub enum ReplaceError {
     },
     #[error("{0}")]
     BootChain(String),
+    #[error("{0}")]
+    NotWritable(String),
 }
 
 /// What decides the plan besides the disks.
@@ -237,7 +239,10 @@ pub fn plan(
                 disks
                     .iter()
                     .filter(|d| {
-                        d.path != survivor.path && (d.blank || wiped(d)) && d.size_bytes >= needed
+                        d.path != survivor.path
+                            && (d.blank || wiped(d))
+                            && d.size_bytes >= needed
+                            && crate::convert::select::writable_target(d, "").is_ok()
                     })
                     .collect()
             } else {
@@ -262,6 +267,8 @@ pub fn plan(
     if new.path == survivor.path {
         return Err(ReplaceError::SameDisk(new.path.clone()));
     }
+    crate::convert::select::writable_target(new, "rescue.new")
+        .map_err(ReplaceError::NotWritable)?;
     let foreign: Vec<&str> = arrays
         .iter()
         .filter(|a| !host.iter().any(|h| h.uuid == a.uuid) && members_on(a, new).next().is_some())

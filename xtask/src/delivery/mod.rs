@@ -55,7 +55,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn cmdline(&self) -> String {
-        format!("{CONSOLES} {}", self.args)
+        format!("{CONSOLES} {}", self.args).trim_end().to_string()
     }
 }
 
@@ -63,8 +63,10 @@ impl Entry {
 pub const ENTRIES: &[Entry] = &[
     Entry {
         id: "inspect",
-        title: "Inspect the disks (read-only)",
-        args: "rescue.action=inspect",
+        title: "Inspect the disks (read-only), or what the stick's rescue.conf says",
+        // No rescue.action: inspect is the rescue's default, and a stick's rescue.conf
+        // can choose another without disagreeing with the menu.
+        args: "",
     },
     Entry {
         id: "dry-run",

@@ -239,9 +239,13 @@ pub const RESCUE_CONF: &str = "\
 # Edit it on any computer. One setting a line: `key = value`; `#` starts a comment;
 # a key alone (like `rescue.quiet`) means yes.
 #
-# Everything below is commented out: the boot menu entry you pick decides. A kernel
-# argument (from the menu entry, or one you add with Tab in the BIOS menu or `e` in the
-# UEFI menu) wins over this file when both set the same key.
+# Everything below is commented out, so the menu decides: its default entry sets nothing
+# (inspect, unless this file says otherwise), the others set rescue.action and disks.
+# A kernel argument (from the menu entry, or one you add with Tab in the BIOS menu or
+# `e` in the UEFI menu) wins over this file when both set the same key, except for
+# what chooses the job and its disks (rescue.action, source, mirror, wipe, survivor,
+# new, to, from): if the file and the kernel arguments disagree on one of those, the
+# rescue stops with an error naming both, before anything is written.
 # A key or value the rescue does not know stops it with an error naming the line here,
 # before anything is written to any disk.
 
