@@ -11,6 +11,7 @@ mod deps;
 mod fixture;
 mod fuzz;
 mod kernel;
+mod soak;
 mod test;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +39,8 @@ enum Verb {
     Usb(delivery::DeliveryArgs),
     /// Coverage-guided fuzzing of every parser (libFuzzer on stable): execs and crashes.
     Fuzz(fuzz::FuzzArgs),
+    /// Power cuts at random points of 20 conversions, each resumed and checked (hours).
+    Soak(soak::SoakArgs),
     /// Build (or fetch from cache) a XenServer-like fixture image: `xs7`, `xs7-nosr`, `xs6`.
     Fixture { name: String },
 }
@@ -62,6 +65,7 @@ fn main() -> anyhow::Result<()> {
         Verb::Pxe(args) => delivery::pxe::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Usb(args) => delivery::usb::run(&sh, &args).map(|p| println!("{}", p.display())),
         Verb::Fuzz(args) => fuzz::run(&sh, &args),
+        Verb::Soak(args) => soak::run(&args),
         Verb::Fixture { name } => {
             fixture::run(&sh, &name).map(|path| println!("{}", path.display()))
         }

@@ -193,7 +193,11 @@ fn sr_image(sh: &Shell, img: &Path, size_mib: u64, fill: u32) -> anyhow::Result<
     let (offset, len) = (MIB, size_mib * MIB - MIB - 34 * 512);
     write_random(img, offset, len)?;
     let (o, l) = (offset.to_string(), len.to_string());
-    let dev = cmd!(sh, "losetup --find --show --offset {o} --sizelimit {l} {img}").read()?;
+    let dev = cmd!(
+        sh,
+        "losetup --find --show --offset {o} --sizelimit {l} {img}"
+    )
+    .read()?;
     let lvm = |tool: &str, args: &[&str]| -> anyhow::Result<String> {
         let out = cmd!(sh, "{tool} --devices {dev} --config {LVM_CONF} {args...}")
             .quiet()
@@ -207,13 +211,29 @@ fn sr_image(sh: &Shell, img: &Path, size_mib: u64, fill: u32) -> anyhow::Result<
         let extent = 4 * MIB;
         let pe_start: u64 = lvm(
             "pvs",
-            &["--noheadings", "--units", "b", "--nosuffix", "-o", "pe_start", &dev],
+            &[
+                "--noheadings",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "pe_start",
+                &dev,
+            ],
         )?
         .trim()
         .parse()?;
         let vg_bytes: u64 = lvm(
             "vgs",
-            &["--noheadings", "--units", "b", "--nosuffix", "-o", "vg_size", VG],
+            &[
+                "--noheadings",
+                "--units",
+                "b",
+                "--nosuffix",
+                "-o",
+                "vg_size",
+                VG,
+            ],
         )?
         .trim()
         .parse()?;
@@ -227,13 +247,21 @@ fn sr_image(sh: &Shell, img: &Path, size_mib: u64, fill: u32) -> anyhow::Result<
             i += 1;
         }
         for (name, size) in &names {
-            lvm("lvcreate", &["-an", "-Zn", "-y", "-L", size, "-n", name, VG])?;
+            lvm(
+                "lvcreate",
+                &["-an", "-Zn", "-y", "-L", size, "-n", name, VG],
+            )?;
         }
         // Each LV's extents get fresh random bytes (its data), apart from the free ones.
         for (name, _) in &names {
             let ranges = lvm(
                 "lvs",
-                &["--noheadings", "-o", "seg_pe_ranges", &format!("{VG}/{name}")],
+                &[
+                    "--noheadings",
+                    "-o",
+                    "seg_pe_ranges",
+                    &format!("{VG}/{name}"),
+                ],
             )?;
             for range in ranges.split_whitespace() {
                 let (first, last) = range

@@ -176,7 +176,10 @@ mod tests {
 
     #[test]
     fn inspect_is_the_default_everywhere() {
-        assert_eq!(ENTRIES[0].args, "", "the default entry leaves the action to rescue.conf or inspect");
+        assert_eq!(
+            ENTRIES[0].args, "",
+            "the default entry leaves the action to rescue.conf or inspect"
+        );
         assert!(syslinux_cfg("x", "/").contains("ONTIMEOUT inspect\n"));
         assert!(ipxe_script().contains("choose --default inspect --timeout 5000 target"));
         assert!(grub_cfg().contains("set default=inspect\n"));
