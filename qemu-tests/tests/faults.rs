@@ -1,6 +1,8 @@
 //! I/O errors injected with QEMU's blkdebug during a conversion of the xs7 fixture
-//! (e2e only): the run stops cleanly, the report names the disk, the phase and the
-//! offset, the source is byte-identical, and a rerun on healthy disks completes.
+//! (e2e only): a read error on the source during the copy, a write error on the mirror,
+//! a read error when the copy is read back. Each run stops cleanly, the report names the
+//! disk, the phase and the offset, the source is byte-identical, and a rerun on healthy
+//! disks completes.
 
 use qemu_tests::fixture::{self, copy_image};
 use qemu_tests::images::{self, run};
@@ -48,6 +50,122 @@ fn sector_of_root_file(img: &Path, file: &str) -> u64 {
         .unwrap()
         .block_size;
     root.start_lba + block * bs / 512
+}
+
+/// Where block 0 of `file` of the source's root lands on the mirror: the plan the rescue
+/// will make (its layout does not depend on the random GUIDs), the root member's start
+/// plus its md data offset plus the block's offset in the filesystem.
+fn mirror_sector_of_root_file(source: &Path, mirror_size: u64, file: &str) -> u64 {
+    use rescue::convert::plan::{self, ArrayRole, Options, SourceFacts};
+    let disk = rescue::inspect::inspect_path(source).unwrap();
+    let root = disk
+        .partitions
+        .iter()
+        .find(|p| p.role.as_deref() == Some("root"))
+        .unwrap();
+    let in_fs = sector_of_root_file(source, file) - root.start_lba;
+    let table =
+        rescue::formats::gpt::read(&mut std::fs::File::open(source).unwrap(), Some(512)).unwrap();
+    let mirror = rescue::inspect::Disk {
+        name: "vdb".into(),
+        path: "/dev/vdb".into(),
+        size_bytes: mirror_size,
+        logical_sector_size: 512,
+        blank: true,
+        ..Default::default()
+    };
+    let opts = Options {
+        attach_source: true,
+        bitmap: true,
+        ..Default::default()
+    };
+    let mut seed = rescue::formats::gpt::GuidSource::Seeded(1);
+    let p = plan::plan(
+        &disk,
+        &table,
+        &mirror,
+        &SourceFacts::default(),
+        &opts,
+        &mut || seed.next_guid().unwrap(),
+    )
+    .unwrap();
+    let a = p.arrays.iter().find(|a| a.role == ArrayRole::Root).unwrap();
+    let part = p
+        .partitions
+        .iter()
+        .find(|q| q.number == a.partition)
+        .unwrap();
+    part.start_lba + a.data_offset_bytes / 512 + in_fs
+}
+
+/// A write error on the mirror in the root copy, or a read error there when the copy is
+/// read back: stopped cleanly, named, source untouched; the disk healthy again, a rerun
+/// completes.
+fn mirror_fault(event: &str, says: &str, tag: &str) {
+    let scratch = Scratch::new(&format!("fault-mirror-{tag}")).unwrap();
+    let fx = fixture::fixture("xs7").unwrap();
+    let source = scratch.path("source.img");
+    copy_image(&fx.image, &source).unwrap();
+    let size = std::fs::metadata(&source).unwrap().len();
+    let mirror = scratch.path("mirror.img");
+    images::blank_disk(&mirror, size).unwrap();
+    let sector = mirror_sector_of_root_file(&source, size, "/usr/bin/bash");
+    let rules = scratch.path("mirror.blkdebug");
+    std::fs::write(&rules, blkdebug_rule(event, sector)).unwrap();
+    let before = images::content_fingerprint(&source).unwrap();
+    let r = convert(
+        &scratch,
+        "faulty",
+        vec![
+            Disk::new(&source, Bus::Virtio).serial("XS-SOURCE"),
+            Disk::new(&mirror, Bus::Virtio)
+                .serial("XS-MIRROR")
+                .faults(&rules),
+        ],
+    );
+    assert!(!r.ok, "{tag}: the conversion went through the error");
+    let all = r.errors.join("\n");
+    let failed = r
+        .convert
+        .as_ref()
+        .and_then(|c| c.steps.iter().find(|s| !s.ok))
+        .map(|s| s.name.clone())
+        .unwrap_or_default();
+    assert_eq!(failed, "copy-root", "{tag}: the failed phase: {all}");
+    assert!(
+        all.contains(says) && all.contains("/dev/md"),
+        "{tag}: {all}"
+    );
+    assert_eq!(
+        images::content_fingerprint(&source).unwrap(),
+        before,
+        "{tag}: the source was written"
+    );
+    let r = convert(
+        &scratch,
+        "rerun",
+        vec![
+            Disk::new(&source, Bus::Virtio).serial("XS-SOURCE"),
+            Disk::new(&mirror, Bus::Virtio).serial("XS-MIRROR"),
+        ],
+    );
+    assert!(r.ok, "{tag}: the rerun failed: {:?}", r.errors);
+}
+
+#[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
+fn a_mirror_write_error_stops_the_copy_cleanly_and_a_rerun_completes() {
+    mirror_fault("write_aio", "writing the target failed at byte", "write");
+}
+
+#[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
+fn a_read_back_error_on_the_mirror_stops_cleanly_and_a_rerun_completes() {
+    mirror_fault(
+        "read_aio",
+        "reading the target back failed at byte",
+        "read-back",
+    );
 }
 
 /// A read error in the root filesystem's data on the source during the copy.
