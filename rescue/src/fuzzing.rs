@@ -11,7 +11,7 @@
 use crate::convert::journal;
 use crate::formats::md::{self, MetadataVersion};
 use crate::formats::{ext, gpt, lvm, mbr, swap, vfat, vhd};
-use crate::target::{self, extlinux, fstab, grub, mdadm, statedb, sysconf, Conversion, Role};
+use crate::target_root::{self, extlinux, fstab, grub, mdadm, statedb, sysconf, Conversion, Role};
 use crate::units::{Bytes, Sectors};
 use std::io::Cursor;
 
@@ -261,7 +261,7 @@ fn journal_area(data: &[u8]) {
 }
 
 fn bzimage(data: &[u8]) {
-    let _ = target::kernels::bzimage_version(&mut Cursor::new(data));
+    let _ = target_root::kernels::bzimage_version(&mut Cursor::new(data));
 }
 
 fn kernel_cmdline(data: &[u8]) {
@@ -295,7 +295,7 @@ fn host_files(data: &[u8]) {
     let _ = fstab::rewrite_fstab(&text, &conv);
     let _ = mdadm::render_mdadm_conf(Some(&text), &conv);
     let _ = mdadm::restrictive_device_lines(&text);
-    let _ = target::lvm::ensure_md_component_detection(&text);
+    let _ = target_root::lvm::ensure_md_component_detection(&text);
     let _ = sysconf::get_key(&text, "PRIMARY_DISK");
     let _ = sysconf::rewrite_inventory(&text, &conv);
     let _ = statedb::rewrite_state_db(
@@ -308,7 +308,7 @@ fn host_files(data: &[u8]) {
 /// A 7.x conversion (five arrays) for the rewriters.
 fn sample_conversion() -> Conversion {
     let array = |role, name: &str, uuid: &str, metadata: &str, fs: Option<(&str, &str)>| {
-        target::ArrayInfo {
+        target_root::ArrayInfo {
             role,
             device: format!("/dev/md/{name}"),
             name: format!("xenserver:{name}"),

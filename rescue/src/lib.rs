@@ -24,5 +24,5 @@ pub mod replace;
 pub mod report;
 pub mod stick;
 pub mod sys;
-pub mod target;
+pub mod target_root;
 pub mod units;

@@ -563,7 +563,9 @@ fn seeds_parse() {
             .unwrap()
             .is_some()
     );
-    assert!(rescue::target::kernels::bzimage_version(&mut Cursor::new(one("bzimage"))).is_ok());
+    assert!(
+        rescue::target_root::kernels::bzimage_version(&mut Cursor::new(one("bzimage"))).is_ok()
+    );
     let disk = rescue::inspect::inspect(
         &mut Cursor::new(one("inspect")),
         "fuzz",

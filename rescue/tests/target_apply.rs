@@ -4,7 +4,7 @@
 
 mod target_util;
 
-use rescue::target::{apply, ChangedFile};
+use rescue::target_root::{apply, ChangedFile};
 use std::process::Command;
 use target_util::*;
 

@@ -4,8 +4,8 @@
 
 mod target_util;
 
-use rescue::target::extlinux::{self, rewrite_extlinux};
-use rescue::target::grub::{self, rewrite_grub_cfg};
+use rescue::target_root::extlinux::{self, rewrite_extlinux};
+use rescue::target_root::grub::{self, rewrite_grub_cfg};
 use target_util::*;
 
 fn changed_lines<'a>(before: &'a str, after: &'a str) -> Vec<(&'a str, &'a str)> {
@@ -80,7 +80,7 @@ fn grub_xen_boot_and_linux_entries_rewritten() {
 }
 
 /// conv7 labels with one 0.90 array, to exercise `mdraid09`.
-fn conv6_like_root_label() -> rescue::target::Conversion {
+fn conv6_like_root_label() -> rescue::target_root::Conversion {
     let mut c = conv7();
     c.arrays[1].metadata = "0.90".into();
     c
@@ -122,7 +122,8 @@ fn grub_boot_images_list_kernel_and_initrd() {
 #[test]
 fn grub_without_root_array_is_an_error() {
     let mut c = conv7();
-    c.arrays.retain(|a| a.role != rescue::target::Role::Root);
+    c.arrays
+        .retain(|a| a.role != rescue::target_root::Role::Root);
     let e = rewrite_grub_cfg(GRUB_CFG_7, &c).unwrap_err();
     assert!(e.to_string().contains("no root array"), "{e}");
 }

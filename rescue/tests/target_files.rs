@@ -4,12 +4,12 @@
 
 mod target_util;
 
-use rescue::target::dracut::dracut_conf;
-use rescue::target::fstab::rewrite_fstab;
-use rescue::target::lvm::{ensure_md_component_detection, md_component_detection};
-use rescue::target::mdadm::{render_mdadm_conf, restrictive_device_lines};
-use rescue::target::statedb::rewrite_state_db;
-use rescue::target::sysconf::{get_key, rewrite_default_storage, rewrite_inventory};
+use rescue::target_root::dracut::dracut_conf;
+use rescue::target_root::fstab::rewrite_fstab;
+use rescue::target_root::lvm::{ensure_md_component_detection, md_component_detection};
+use rescue::target_root::mdadm::{render_mdadm_conf, restrictive_device_lines};
+use rescue::target_root::statedb::rewrite_state_db;
+use rescue::target_root::sysconf::{get_key, rewrite_default_storage, rewrite_inventory};
 use std::process::Command;
 use target_util::*;
 

@@ -4,7 +4,7 @@
 
 mod target_util;
 
-use rescue::target::kernels::{bzimage_version, initrd_jobs, resolve_in_root, InitrdJob};
+use rescue::target_root::kernels::{bzimage_version, initrd_jobs, resolve_in_root, InitrdJob};
 use std::os::unix::fs::symlink;
 use std::process::Command;
 use target_util::*;

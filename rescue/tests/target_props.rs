@@ -4,7 +4,7 @@
 mod target_util;
 
 use proptest::prelude::*;
-use rescue::target::{extlinux, fstab, grub, lvm, mdadm};
+use rescue::target_root::{extlinux, fstab, grub, lvm, mdadm};
 use target_util::*;
 
 fn line() -> impl Strategy<Value = String> {

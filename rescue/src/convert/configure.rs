@@ -7,7 +7,7 @@ use super::chroot::chroot_ok;
 use super::plan::{ArrayRole, ConvertPlan, Payload, PlannedArray};
 use super::{disk_name, kernel_log_line};
 use crate::formats::gpt;
-use crate::target::dracut;
+use crate::target_root::dracut;
 use std::fs::File;
 use std::path::Path;
 use std::time::Instant;
@@ -38,8 +38,8 @@ pub fn target_files(chain: BootChain) -> Vec<String> {
 }
 
 /// The arrays as the target's configuration files name them.
-pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
-    use crate::target::{ArrayInfo, Role};
+pub fn conversion_of(plan: &ConvertPlan) -> crate::target_root::Conversion {
+    use crate::target_root::{ArrayInfo, Role};
     let arrays = plan
         .arrays
         .iter()
@@ -67,7 +67,7 @@ pub fn conversion_of(plan: &ConvertPlan) -> crate::target::Conversion {
             }
         })
         .collect();
-    crate::target::Conversion {
+    crate::target_root::Conversion {
         arrays,
         label_suffix: plan.label_suffix.clone(),
         sr_old_devices: Vec::new(),
@@ -85,8 +85,8 @@ pub(super) fn configure_files(root: &Path, plan: &ConvertPlan) -> Result<Configu
     if InitrdTool::find(root).map_err(|e| e.to_string())? == InitrdTool::Mkinitrd {
         conv.root_by_device = Some(root_device_for_mkinitrd(plan)?);
     }
-    let changed = crate::target::apply(root, &conv).map_err(|e| e.to_string())?;
-    let jobs = crate::target::kernels::initrd_jobs(root).map_err(|e| e.to_string())?;
+    let changed = crate::target_root::apply(root, &conv).map_err(|e| e.to_string())?;
+    let jobs = crate::target_root::kernels::initrd_jobs(root).map_err(|e| e.to_string())?;
     if jobs.is_empty() {
         return Err(
             "no boot entry of the target names a kernel and an initrd: check its grub.cfg".into(),

@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use rescue::target::{ArrayInfo, Conversion, Role};
+use rescue::target_root::{ArrayInfo, Conversion, Role};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -85,7 +85,7 @@ pub fn rewrite_fstab(text: &str, conv: &Conversion) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testdata::conv7;
+    use crate::target_root::testdata::conv7;
 
     #[test]
     fn dev_specs_match_by_mount_point_and_swap_files_stay() {

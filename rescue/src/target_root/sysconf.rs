@@ -59,7 +59,7 @@ pub fn rewrite_default_storage(text: &str, conv: &Conversion) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testdata::conv7;
+    use crate::target_root::testdata::conv7;
 
     #[test]
     fn only_existing_keys_change() {

@@ -182,7 +182,7 @@ pub fn boot_images(text: &str) -> Vec<BootImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testdata::conv7;
+    use crate::target_root::testdata::conv7;
 
     #[test]
     fn plain_kernel_label_gets_args_and_images() {

@@ -246,7 +246,7 @@ pub fn rewrite_grub_cfg(text: &str, conv: &Conversion) -> Result<String, TargetE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testdata::conv7;
+    use crate::target_root::testdata::conv7;
 
     const TBOOT: &str = "menuentry 'XenServer (Trusted Boot)' {\n\
 \tsearch --label --set root root-vgdorj\n\

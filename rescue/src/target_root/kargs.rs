@@ -60,7 +60,7 @@ pub(crate) fn any_metadata_090(conv: &Conversion) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testdata::conv7;
+    use crate::target_root::testdata::conv7;
 
     #[test]
     fn replaces_root_drops_stale_and_appends_boot_arrays() {

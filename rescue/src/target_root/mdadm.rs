@@ -124,7 +124,7 @@ pub fn restrictive_device_lines(text: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::target::testdata::conv7;
+    use crate::target_root::testdata::conv7;
 
     #[test]
     fn path_depends_on_etc_mdadm() {
