@@ -231,7 +231,7 @@ fn decode_path(b: &[u8], base: usize) -> Result<Vec<Node>, EfiError> {
                     partition_guid: Guid(guid),
                 });
             }
-            (0x04, 0x04) if data.len() % 2 == 0 => {
+            (0x04, 0x04) if data.len().is_multiple_of(2) => {
                 let units: Vec<u16> = data
                     .chunks_exact(2)
                     .map(|c| u16::from_le_bytes([c[0], c[1]]))
