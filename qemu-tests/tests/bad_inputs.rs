@@ -66,6 +66,8 @@ struct Images {
     stick: PathBuf,
     stick_conflict: PathBuf,
     stick_mistakes: PathBuf,
+    sr_spans: PathBuf,
+    whole_disk_md: PathBuf,
 }
 
 /// The smallest mirror the rescue's plan accepts for `source`, from the plan itself (a
@@ -146,6 +148,98 @@ fn stick(scratch: &Scratch, name: &str, conf: Option<&str>) -> PathBuf {
     img
 }
 
+/// No activation, no udev, no backups: LVM edits metadata on loop devices only.
+const LVM_CONF: &str = "global { activation = 0 } activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } backup { backup = 0 archive = 0 }";
+
+/// The source with its SR's VG extended onto a second PV (a small file that stays
+/// outside the VM), as `vgextend` on a live host leaves it: the metadata on the SR lists
+/// two PVs.
+fn sr_spanning_two_pvs(scratch: &Scratch, source: &Path) -> PathBuf {
+    let img = scratch.path("sr-spans.img");
+    copy_image(source, &img).unwrap();
+    let disk = rescue::inspect::inspect_path(&img).unwrap();
+    let sr = disk
+        .partitions
+        .iter()
+        .find(|p| p.role.as_deref() == Some("sr"))
+        .expect("an SR partition");
+    let vg = match &sr.content {
+        Some(rescue::inspect::Content::LvmPv { vg: Some(vg), .. }) => vg.name.clone(),
+        other => panic!("no VG on the SR: {other:?}"),
+    };
+    let other = scratch.path("second-pv.img");
+    images::blank_disk(&other, 64 << 20).unwrap();
+    let loop_of = |file: &Path, offset: u64, len: u64| {
+        run(Command::new("losetup")
+            .args([
+                "--find",
+                "--show",
+                "--offset",
+                &offset.to_string(),
+                "--sizelimit",
+                &len.to_string(),
+            ])
+            .arg(file))
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let a = loop_of(&img, sr.start_lba * 512, sr.size_bytes);
+    let b = loop_of(&other, 0, 64 << 20);
+    let devices = format!("{a},{b}");
+    let lvm = |args: &[&str]| {
+        run(Command::new(args[0])
+            .args(["--devices", &devices, "--config", LVM_CONF])
+            .args(&args[1..]))
+    };
+    let r = lvm(&["pvcreate", "-ff", "-y", "--norestorefile", &b])
+        .and_then(|_| lvm(&["vgextend", &vg, &b]));
+    for dev in [&a, &b] {
+        let _ = run(Command::new("losetup").args(["-d", dev]));
+    }
+    r.unwrap();
+    img
+}
+
+/// The source as a member of a whole-disk md 1.0 array (XCP-ng's software RAID): the
+/// disk grown by 1 MiB and an md superblock at its new end, the GPT inside the array.
+fn whole_disk_member(scratch: &Scratch, source: &Path) -> PathBuf {
+    let img = scratch.path("whole-disk-md.img");
+    copy_image(source, &img).unwrap();
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let size = f.metadata().unwrap().len() + (1 << 20);
+    f.set_len(size).unwrap();
+    drop(f);
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img)
+        .unwrap();
+    let geo = md::geometry(md::MetadataVersion::V1_0, Sectors(size / 512), false).unwrap();
+    let array = md::ArraySpec {
+        uuid: [0x24; 16],
+        homehost: "xcp-ng".into(),
+        name: "xcp-ng:0".into(),
+        raid_disks: 2,
+        ctime: 1_650_000_000,
+        utime: 1_650_000_100,
+        events: 40,
+        clean: true,
+        roles: vec![Some(md::Role::Active(0)), None],
+    };
+    let m = md::MemberSpec {
+        dev_number: 0,
+        device_uuid: [0x31; 16],
+        dev_major_minor: (8, 0),
+    };
+    md::write_member(&mut f, &geo, &array, &m).unwrap();
+    img
+}
+
 fn make_images(scratch: &Scratch) -> Images {
     let fx = fixture::fixture("xs7").unwrap();
     let source = scratch.path("source.img");
@@ -208,6 +302,8 @@ fn make_images(scratch: &Scratch) -> Images {
         "stick-mistakes.img",
         Some("# four mistakes\nrescue.acton = convert\nrescue.wait-resync = maybe\nrescue.mirror\nconvert everything now\n"),
     );
+    let sr_spans = sr_spanning_two_pvs(scratch, &source);
+    let whole_disk_md = whole_disk_member(scratch, &source);
     Images {
         source,
         mirror,
@@ -221,6 +317,8 @@ fn make_images(scratch: &Scratch) -> Images {
         stick: stick_plain,
         stick_conflict,
         stick_mistakes,
+        sr_spans,
+        whole_disk_md,
     }
 }
 
@@ -348,6 +446,20 @@ fn cases(i: &Images) -> Vec<Case> {
                 "rescue.conf line 4: rescue.mirror:",
                 "rescue.conf line 5: convert everything now: expected `key = value`",
             ]),
+        },
+        Case {
+            tag: "sr-spans-two-pvs",
+            ci: false,
+            disks: vec![d(&i.sr_spans, "XS-S"), m()],
+            args: CONVERT.into(),
+            says: says(&["which spans 2 PVs", "move it onto this disk first"]),
+        },
+        Case {
+            tag: "source-is-a-whole-disk-md-member",
+            ci: false,
+            disks: vec![d(&i.whole_disk_md, "XS-S"), d(&i.blank2, "XS-M")],
+            args: CONVERT.into(),
+            says: says(&["is itself a member of a whole-disk md array", "it is already RAID"]),
         },
         Case {
             tag: "unknown-action",
