@@ -28,7 +28,8 @@ fn xs7(scratch: &Scratch) -> (PathBuf, u64) {
 }
 
 /// The xs7 fixture backed up onto a blank disk named in `rescue.wipe=`, restored onto a
-/// blank disk, and that disk alone boots GRUB → Xen → dom0 with every checksum ok.
+/// blank disk, and that disk alone boots GRUB → Xen → dom0 with every checksum ok; the
+/// backup's own RESTORE.sh, run on the host with standard tools, gives the same disk.
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it (two rescue boots over 2.6 GiB and a Xen boot)"]
 fn backs_up_xs7_and_the_restored_disk_boots_alone() {
@@ -91,6 +92,26 @@ fn backs_up_xs7_and_the_restored_disk_boots_alone() {
             .iter()
             .map(|s| (s.name.as_str(), s.duration_ms))
             .collect::<Vec<_>>()
+    );
+
+    // The README's way without our tool: the backup copied off with mtools, its own
+    // RESTORE.sh (cat, gunzip, dd, sgdisk) onto an image file. The same bytes as the
+    // rescue's restore, so the disk that boots below is what it gives too.
+    let copied = copy_out_and_verify(&bk, FORMATTED_AT, &b.directory, &scratch.path("copied"));
+    let by_hand = scratch.path("by-hand.img");
+    images::blank_disk(&by_hand, size).unwrap();
+    let script = copied.join("RESTORE.sh");
+    let check = run(Command::new("sh").arg(&script).arg("--check")).unwrap();
+    assert_eq!(
+        check.matches(" ok").count(),
+        b.items,
+        "RESTORE.sh --check: {check}"
+    );
+    run(Command::new("sh").arg(&script).arg(&by_hand)).unwrap();
+    assert_eq!(
+        fingerprint(&by_hand),
+        fingerprint(&new),
+        "RESTORE.sh and the rescue's restore gave different disks"
     );
 
     let st = boot_xen_then(
