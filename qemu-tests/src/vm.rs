@@ -139,6 +139,7 @@ pub struct VmBuilder {
     no_reboot: bool,
     vga: &'static str,
     bios_text_on_serial: bool,
+    qmp: bool,
 }
 
 /// `console=ttyS0` first would make /dev/console the VGA tty; serial last keeps the
@@ -159,7 +160,14 @@ impl VmBuilder {
             no_reboot: true,
             vga: "std",
             bios_text_on_serial: false,
+            qmp: false,
         }
+    }
+
+    /// A QMP socket next to the console log, for [`Vm::device_del`].
+    pub fn qmp(mut self) -> VmBuilder {
+        self.qmp = true;
+        self
     }
 
     /// The display adapter (`std` by default; `none` for no VGA at all).
@@ -252,6 +260,13 @@ impl VmBuilder {
         if self.no_reboot {
             a.push("-no-reboot".into());
         }
+        if self.qmp {
+            a.push("-qmp".into());
+            a.push(format!(
+                "unix:{},server=on,wait=off",
+                log.with_file_name(QMP_SOCKET).display()
+            ));
+        }
         if self.bios_text_on_serial {
             a.push("-fw_cfg".into());
             a.push(format!(
@@ -308,6 +323,8 @@ impl VmBuilder {
                 + &d.sector_size
                     .map(|b| format!(",logical_block_size={b},physical_block_size={b}"))
                     .unwrap_or_default();
+            // `dev<n>`: the id `Vm::device_del` names.
+            let boot = format!("{boot},id=dev{n}");
             let dev = match d.bus {
                 Bus::Virtio => format!("virtio-blk-pci,drive={id}{serial}{boot}"),
                 Bus::Nvme => format!("nvme,drive={id}{serial}{boot}"),
@@ -379,6 +396,7 @@ impl Default for VmBuilder {
 
 pub const QEMU: &str = "qemu-system-x86_64";
 const SERCON_PORT_FILE: &str = "sercon-port.bin";
+const QMP_SOCKET: &str = "qmp.sock";
 
 /// TCG unless a probe shows KVM can work (the CPU advertises vmx/svm and /dev/kvm opens).
 /// `XENRAID_ACCEL` overrides.
@@ -429,6 +447,45 @@ pub struct Vm {
 }
 
 impl Vm {
+    /// Unplugs the `n`-th disk (`dev<n>`) as a pulled drive or a dead controller port
+    /// does, through QMP (the VM must be built with [`VmBuilder::qmp`]).
+    pub fn device_del(&self, n: usize) -> anyhow::Result<()> {
+        use std::io::{BufRead, BufReader, Write};
+        let sock = self.log.with_file_name(QMP_SOCKET);
+        let stream = std::os::unix::net::UnixStream::connect(&sock)
+            .with_context(|| format!("connect {}", sock.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut w = stream;
+        let mut line = String::new();
+        // Each command's answer is the next line with "return" or "error"; events between
+        // are skipped.
+        let mut answer = |reader: &mut BufReader<_>| -> anyhow::Result<String> {
+            loop {
+                line.clear();
+                if reader.read_line(&mut line)? == 0 {
+                    anyhow::bail!("QMP closed the connection");
+                }
+                if line.contains("\"return\"") || line.contains("\"error\"") {
+                    return Ok(line.clone());
+                }
+            }
+        };
+        let mut greeting = String::new();
+        reader.read_line(&mut greeting)?;
+        w.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+        answer(&mut reader)?;
+        w.write_all(
+            format!("{{\"execute\":\"device_del\",\"arguments\":{{\"id\":\"dev{n}\"}}}}\n")
+                .as_bytes(),
+        )?;
+        let a = answer(&mut reader)?;
+        if a.contains("\"error\"") {
+            anyhow::bail!("device_del dev{n}: {a}");
+        }
+        Ok(())
+    }
+
     pub fn console(&self) -> String {
         String::from_utf8_lossy(&std::fs::read(&self.log).unwrap_or_default()).into_owned()
     }
@@ -543,5 +600,43 @@ pub fn ensure(vm: &mut Vm, cond: bool, what: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!(vm.failure(what))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QMP unplugs a SCSI disk at once (no guest handshake, like a pulled drive); a
+    /// virtio-blk disk on q35's root bus cannot be unplugged at all, so a test that pulls
+    /// a disk puts it on virtio-scsi (or USB). A paused machine: no CPU time spent.
+    #[test]
+    fn device_del_pulls_a_scsi_disk_and_refuses_the_root_bus() {
+        let dir = std::env::temp_dir().join(format!("xenraid-qmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a.img"), dir.join("b.img"));
+        for img in [&a, &b] {
+            std::fs::File::create(img)
+                .unwrap()
+                .set_len(1 << 20)
+                .unwrap();
+        }
+        let mut vm = VmBuilder::new()
+            .qmp()
+            .arg("-S")
+            .disk(Disk::new(&a, Bus::VirtioScsi))
+            .disk(Disk::new(&b, Bus::Virtio))
+            .spawn(&dir)
+            .unwrap();
+        let mut tries = 0;
+        while let Err(e) = vm.device_del(0) {
+            tries += 1;
+            assert!(tries < 50, "{e:#}\n{}", vm.failure("QMP"));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let e = vm.device_del(1).unwrap_err().to_string();
+        assert!(e.contains("dev1"), "{e}");
+        drop(vm);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
