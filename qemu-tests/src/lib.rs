@@ -103,3 +103,43 @@ pub fn bench_inspect_boot(
     vm.wait_exit(Duration::from_secs(30))?;
     Ok(report)
 }
+
+/// The plan the rescue makes for converting the image `source` onto a blank disk of
+/// `mirror_size` bytes, with its defaults (bitmaps on, the source attached). The layout
+/// does not depend on the random GUIDs, so tests can say where things land on the mirror
+/// or what size a refusal names.
+pub fn plan_for(
+    source: &Path,
+    mirror_size: u64,
+) -> Result<rescue::convert::plan::ConvertPlan, rescue::convert::plan::PlanError> {
+    use rescue::convert::plan::{plan, Options, SourceFacts};
+    use rescue::formats::gpt;
+    let disk = rescue::inspect::inspect_path(source).expect("inspect the source image");
+    let table = gpt::read(
+        &mut std::fs::File::open(source).expect("open the source image"),
+        Some(disk.logical_sector_size),
+    )
+    .expect("the source image's GPT");
+    let mirror = rescue::inspect::Disk {
+        name: "mirror".into(),
+        path: "/dev/mirror".into(),
+        size_bytes: mirror_size,
+        logical_sector_size: disk.logical_sector_size,
+        blank: true,
+        ..Default::default()
+    };
+    let opts = Options {
+        attach_source: true,
+        bitmap: true,
+        ..Default::default()
+    };
+    let mut guids = gpt::GuidSource::Seeded(1);
+    plan(
+        &disk,
+        &table,
+        &mirror,
+        &SourceFacts::default(),
+        &opts,
+        &mut || guids.next_guid().expect("seeded GUIDs"),
+    )
+}

@@ -13,11 +13,11 @@ use qemu_tests::fixture::{self, copy_image};
 use qemu_tests::images::{self, run};
 use qemu_tests::vm::{Bus, Disk, VmBuilder};
 use qemu_tests::{full_matrix, RescueImage, Scratch};
-use rescue::convert::plan::{self, Options, PlanError, SourceFacts};
-use rescue::formats::{gpt, md};
+use rescue::convert::plan::PlanError;
+use rescue::formats::md;
 use rescue::units::Sectors;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -70,33 +70,9 @@ struct Images {
     whole_disk_md: PathBuf,
 }
 
-/// The smallest mirror the rescue's plan accepts for `source`, from the plan itself (a
-/// refusal names it), with the rescue's defaults (bitmaps on).
+/// The smallest mirror the rescue's plan accepts for `source` (a refusal names it).
 fn smallest_mirror(source: &Path) -> u64 {
-    let disk = rescue::inspect::inspect_path(source).unwrap();
-    let table = gpt::read(&mut File::open(source).unwrap(), Some(512)).unwrap();
-    let tiny = rescue::inspect::Disk {
-        name: "tiny".into(),
-        path: "/dev/tiny".into(),
-        size_bytes: 64 << 20,
-        logical_sector_size: 512,
-        blank: true,
-        ..Default::default()
-    };
-    let opts = Options {
-        attach_source: true,
-        bitmap: true,
-        ..Default::default()
-    };
-    let mut seed = gpt::GuidSource::Seeded(1);
-    match plan::plan(
-        &disk,
-        &table,
-        &tiny,
-        &SourceFacts::default(),
-        &opts,
-        &mut || seed.next_guid().unwrap(),
-    ) {
+    match qemu_tests::plan_for(source, 64 << 20) {
         Err(PlanError::TooSmall { min_size, .. }) => min_size,
         other => panic!("a 64 MiB mirror was not refused as too small: {other:?}"),
     }

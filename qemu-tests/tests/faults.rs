@@ -57,7 +57,7 @@ fn sector_of_root_file(img: &Path, file: &str) -> u64 {
 /// will make (its layout does not depend on the random GUIDs), the root member's start
 /// plus its md data offset plus the block's offset in the filesystem.
 fn mirror_sector_of_root_file(source: &Path, mirror_size: u64, file: &str) -> u64 {
-    use rescue::convert::plan::{self, ArrayRole, Options, SourceFacts};
+    use rescue::convert::plan::ArrayRole;
     let disk = rescue::inspect::inspect_path(source).unwrap();
     let root = disk
         .partitions
@@ -65,31 +65,7 @@ fn mirror_sector_of_root_file(source: &Path, mirror_size: u64, file: &str) -> u6
         .find(|p| p.role.as_deref() == Some("root"))
         .unwrap();
     let in_fs = sector_of_root_file(source, file) - root.start_lba;
-    let table =
-        rescue::formats::gpt::read(&mut std::fs::File::open(source).unwrap(), Some(512)).unwrap();
-    let mirror = rescue::inspect::Disk {
-        name: "vdb".into(),
-        path: "/dev/vdb".into(),
-        size_bytes: mirror_size,
-        logical_sector_size: 512,
-        blank: true,
-        ..Default::default()
-    };
-    let opts = Options {
-        attach_source: true,
-        bitmap: true,
-        ..Default::default()
-    };
-    let mut seed = rescue::formats::gpt::GuidSource::Seeded(1);
-    let p = plan::plan(
-        &disk,
-        &table,
-        &mirror,
-        &SourceFacts::default(),
-        &opts,
-        &mut || seed.next_guid().unwrap(),
-    )
-    .unwrap();
+    let p = qemu_tests::plan_for(source, mirror_size).unwrap();
     let a = p.arrays.iter().find(|a| a.role == ArrayRole::Root).unwrap();
     let part = p
         .partitions
@@ -99,32 +75,49 @@ fn mirror_sector_of_root_file(source: &Path, mirror_size: u64, file: &str) -> u6
     part.start_lba + a.data_offset_bytes / 512 + in_fs
 }
 
-/// A write error on the mirror in the root copy, or a read error there when the copy is
-/// read back: stopped cleanly, named, source untouched; the disk healthy again, a rerun
-/// completes.
-fn mirror_fault(event: &str, says: &str, tag: &str) {
-    let scratch = Scratch::new(&format!("fault-mirror-{tag}")).unwrap();
+/// A private copy of the xs7 fixture, a blank mirror of its size, and the source's
+/// fingerprint before anything ran.
+struct Pair {
+    source: PathBuf,
+    mirror: PathBuf,
+    size: u64,
+    before: String,
+}
+
+fn pair(scratch: &Scratch) -> Pair {
     let fx = fixture::fixture("xs7").unwrap();
     let source = scratch.path("source.img");
     copy_image(&fx.image, &source).unwrap();
     let size = std::fs::metadata(&source).unwrap().len();
     let mirror = scratch.path("mirror.img");
     images::blank_disk(&mirror, size).unwrap();
-    let sector = mirror_sector_of_root_file(&source, size, "/usr/bin/bash");
-    let rules = scratch.path("mirror.blkdebug");
-    std::fs::write(&rules, blkdebug_rule(event, sector)).unwrap();
     let before = images::content_fingerprint(&source).unwrap();
-    let r = convert(
-        &scratch,
-        "faulty",
-        vec![
-            Disk::new(&source, Bus::Virtio).serial("XS-SOURCE"),
-            Disk::new(&mirror, Bus::Virtio)
-                .serial("XS-MIRROR")
-                .faults(&rules),
-        ],
-    );
-    assert!(!r.ok, "{tag}: the conversion went through the error");
+    Pair {
+        source,
+        mirror,
+        size,
+        before,
+    }
+}
+
+fn disks(p: &Pair, bus: Bus) -> Vec<Disk> {
+    vec![
+        Disk::new(&p.source, bus).serial("XS-SOURCE"),
+        Disk::new(&p.mirror, bus).serial("XS-MIRROR"),
+    ]
+}
+
+/// The failed run stopped in the root copy, its errors say every one of `says`, and the
+/// source is byte-identical; then, the disks healthy again, a rerun resumes the job from
+/// the mirror's journal and completes.
+fn stopped_then_rerun_completes(
+    scratch: &Scratch,
+    p: &Pair,
+    r: &rescue::report::Report,
+    says: &[&str],
+    bus: Bus,
+) {
+    assert!(!r.ok, "the conversion went through the fault");
     let all = r.errors.join("\n");
     let failed = r
         .convert
@@ -132,25 +125,32 @@ fn mirror_fault(event: &str, says: &str, tag: &str) {
         .and_then(|c| c.steps.iter().find(|s| !s.ok))
         .map(|s| s.name.clone())
         .unwrap_or_default();
-    assert_eq!(failed, "copy-root", "{tag}: the failed phase: {all}");
-    assert!(
-        all.contains(says) && all.contains("/dev/md"),
-        "{tag}: {all}"
-    );
+    assert_eq!(failed, "copy-root", "the failed phase: {all}");
+    for want in says {
+        assert!(all.contains(want), "the errors do not say {want:?}: {all}");
+    }
     assert_eq!(
-        images::content_fingerprint(&source).unwrap(),
-        before,
-        "{tag}: the source was written"
+        images::content_fingerprint(&p.source).unwrap(),
+        p.before,
+        "the source was written"
     );
-    let r = convert(
-        &scratch,
-        "rerun",
-        vec![
-            Disk::new(&source, Bus::Virtio).serial("XS-SOURCE"),
-            Disk::new(&mirror, Bus::Virtio).serial("XS-MIRROR"),
-        ],
-    );
-    assert!(r.ok, "{tag}: the rerun failed: {:?}", r.errors);
+    let r = convert(scratch, "rerun", disks(p, bus));
+    assert!(r.ok, "the rerun failed: {:?}", r.errors);
+    let c = r.convert.as_ref().unwrap();
+    assert_ne!(c.started_from, "new", "the rerun did not resume the job");
+}
+
+/// A blkdebug EIO on `event` at root's copy of `/usr/bin/bash` on the mirror.
+fn mirror_fault(event: &str, says: &str, tag: &str) {
+    let scratch = Scratch::new(&format!("fault-mirror-{tag}")).unwrap();
+    let p = pair(&scratch);
+    let sector = mirror_sector_of_root_file(&p.source, p.size, "/usr/bin/bash");
+    let rules = scratch.path("mirror.blkdebug");
+    std::fs::write(&rules, blkdebug_rule(event, sector)).unwrap();
+    let mut d = disks(&p, Bus::Virtio);
+    d[1] = d[1].clone().faults(&rules);
+    let r = convert(&scratch, "faulty", d);
+    stopped_then_rerun_completes(&scratch, &p, &r, &[says, "/dev/md"], Bus::Virtio);
 }
 
 #[test]
@@ -174,83 +174,36 @@ fn a_read_back_error_on_the_mirror_stops_cleanly_and_a_rerun_completes() {
 #[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
 fn a_source_read_error_stops_the_copy_cleanly_and_a_rerun_completes() {
     let scratch = Scratch::new("fault-source-read").unwrap();
-    let fx = fixture::fixture("xs7").unwrap();
-    let source = scratch.path("source.img");
-    copy_image(&fx.image, &source).unwrap();
-    let size = std::fs::metadata(&source).unwrap().len();
-    let mirror: PathBuf = scratch.path("mirror.img");
-    images::blank_disk(&mirror, size).unwrap();
-    let sector = sector_of_root_file(&source, "/usr/bin/bash");
+    let p = pair(&scratch);
     let rules = scratch.path("source-read.blkdebug");
+    let sector = sector_of_root_file(&p.source, "/usr/bin/bash");
     std::fs::write(&rules, blkdebug_rule("read_aio", sector)).unwrap();
-    let before = images::content_fingerprint(&source).unwrap();
-
-    let r = convert(
+    let mut d = disks(&p, Bus::Virtio);
+    d[0] = d[0].clone().faults(&rules);
+    let r = convert(&scratch, "faulty", d);
+    stopped_then_rerun_completes(
         &scratch,
-        "faulty",
-        vec![
-            Disk::new(&source, Bus::Virtio)
-                .serial("XS-SOURCE")
-                .faults(&rules),
-            Disk::new(&mirror, Bus::Virtio).serial("XS-MIRROR"),
-        ],
+        &p,
+        &r,
+        &["/dev/vda", "reading the source failed at byte"],
+        Bus::Virtio,
     );
-    assert!(!r.ok, "the conversion went through a read error");
-    let all = r.errors.join("\n");
-    let step = r
-        .convert
-        .as_ref()
-        .and_then(|c| c.steps.iter().find(|s| !s.ok))
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    assert_eq!(step, "copy-root", "the failed phase: {all}");
-    assert!(
-        all.contains("/dev/vda") && all.contains("reading the source failed at byte"),
-        "the error names neither the disk nor the offset: {all}"
-    );
-    assert_eq!(
-        images::content_fingerprint(&source).unwrap(),
-        before,
-        "the source was written"
-    );
-
-    // The disk healthy again (reseated, or copied off by the operator): the rerun resumes
-    // from the journal on the mirror and completes.
-    let r = convert(
-        &scratch,
-        "rerun",
-        vec![
-            Disk::new(&source, Bus::Virtio).serial("XS-SOURCE"),
-            Disk::new(&mirror, Bus::Virtio).serial("XS-MIRROR"),
-        ],
-    );
-    assert!(r.ok, "the rerun failed: {:?}", r.errors);
-    let c = r.convert.as_ref().unwrap();
-    assert_ne!(c.started_from, "new", "the rerun did not resume the job");
 }
 
-/// The mirror pulled out (QMP `device_del` of its SCSI disk) while root is being copied:
-/// the run stops with an error naming the copy, the source is byte-identical, and with
-/// the disk back a rerun resumes and completes.
+/// The mirror pulled out (QMP `device_del` of its SCSI disk) while root is being copied.
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
 fn a_mirror_that_vanishes_mid_copy_stops_cleanly_and_a_rerun_completes() {
     let scratch = Scratch::new("fault-mirror-gone").unwrap();
-    let fx = fixture::fixture("xs7").unwrap();
-    let source = scratch.path("source.img");
-    copy_image(&fx.image, &source).unwrap();
-    let size = std::fs::metadata(&source).unwrap().len();
-    let mirror = scratch.path("mirror.img");
-    images::blank_disk(&mirror, size).unwrap();
-    let before = images::content_fingerprint(&source).unwrap();
-    let mut vm = VmBuilder::rescue(&RescueImage::locate().unwrap())
+    let p = pair(&scratch);
+    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
         .memory_mib(2048)
         .append(CONVERT)
-        .qmp()
-        .disk(Disk::new(&source, Bus::VirtioScsi).serial("XS-SOURCE"))
-        .disk(Disk::new(&mirror, Bus::VirtioScsi).serial("XS-MIRROR"))
-        .spawn(&scratch.dir.join("pulled"))
-        .unwrap();
+        .qmp();
+    for d in disks(&p, Bus::VirtioScsi) {
+        b = b.disk(d);
+    }
+    let mut vm = b.spawn(&scratch.dir.join("pulled")).unwrap();
     vm.wait_until(CONVERT_TIMEOUT, "the root copy's progress", |log| {
         log.contains("convert: copy root:").then_some(())
     })
@@ -258,32 +211,5 @@ fn a_mirror_that_vanishes_mid_copy_stops_cleanly_and_a_rerun_completes() {
     vm.device_del(1).unwrap();
     let r = vm.wait_for_report(CONVERT_TIMEOUT).unwrap();
     vm.wait_exit(Duration::from_secs(120)).unwrap();
-    assert!(!r.ok, "the conversion went on without its mirror");
-    let all = r.errors.join("\n");
-    let failed = r
-        .convert
-        .as_ref()
-        .and_then(|c| c.steps.iter().find(|s| !s.ok))
-        .map(|s| s.name.clone())
-        .unwrap_or_default();
-    assert_eq!(failed, "copy-root", "the failed phase: {all}");
-    assert!(
-        all.contains("/dev/md"),
-        "the error does not name the copy's target: {all}"
-    );
-    assert_eq!(
-        images::content_fingerprint(&source).unwrap(),
-        before,
-        "the source was written"
-    );
-    let mut vm = VmBuilder::rescue(&RescueImage::locate().unwrap())
-        .memory_mib(2048)
-        .append(CONVERT)
-        .disk(Disk::new(&source, Bus::VirtioScsi).serial("XS-SOURCE"))
-        .disk(Disk::new(&mirror, Bus::VirtioScsi).serial("XS-MIRROR"))
-        .spawn(&scratch.dir.join("rerun"))
-        .unwrap();
-    let r = vm.wait_for_report(CONVERT_TIMEOUT).unwrap();
-    vm.wait_exit(Duration::from_secs(120)).unwrap();
-    assert!(r.ok, "the rerun failed: {:?}", r.errors);
+    stopped_then_rerun_completes(&scratch, &p, &r, &["/dev/md"], Bus::VirtioScsi);
 }

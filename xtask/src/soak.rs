@@ -66,22 +66,6 @@ const MARKERS: &[&str] = &[
     "convert: bootloader-source ...",
 ];
 
-/// splitmix64: a tiny deterministic generator, enough to spread the cuts.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Cut {
     /// Kill `delay_ms` after `marker` shows on the console.
@@ -101,7 +85,7 @@ impl std::fmt::Display for Cut {
 
 /// The cut points for a seed: alternately after a marker and at a time.
 fn cut_points(n: usize, seed: u64) -> Vec<Cut> {
-    let mut rng = Rng(seed);
+    let mut rng = crate::fixture::payload::Prng::new(seed);
     (0..n)
         .map(|i| {
             if i % 2 == 0 {
