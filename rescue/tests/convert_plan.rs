@@ -81,11 +81,21 @@ fn make_plan_with(
     mirror: &Disk,
     opts: Options,
 ) -> Result<plan::ConvertPlan, PlanError> {
-    let source = inspect_path(src_img).unwrap();
+    plan_of(&inspect_path(src_img).unwrap(), src_img, mirror, opts)
+}
+
+/// The plan for `source` as inspected (possibly edited by the test), its GPT read from
+/// `src_img`, with seeded GUIDs.
+fn plan_of(
+    source: &Disk,
+    src_img: &Path,
+    mirror: &Disk,
+    opts: Options,
+) -> Result<plan::ConvertPlan, PlanError> {
     let table = gpt::read(&mut File::open(src_img).unwrap(), Some(512)).unwrap();
     let mut seed = gpt::GuidSource::Seeded(7);
     plan::plan(
-        &source,
+        source,
         &table,
         mirror,
         &SourceFacts::default(),
@@ -511,17 +521,7 @@ fn source_that_is_not_xenserver_is_refused() {
     let (a, _) = blank(&dir, "a.img", 64 * MIB);
     run("sgdisk", &["-n1:0:0", "-t1:8300", p(&a)]);
     let (_, mirror) = blank(&dir, "b.img", 64 * MIB);
-    let source = inspect_path(&a).unwrap();
-    let table = gpt::read(&mut File::open(&a).unwrap(), Some(512)).unwrap();
-    let mut seed = gpt::GuidSource::Seeded(1);
-    let r = plan::plan(
-        &source,
-        &table,
-        &mirror,
-        &SourceFacts::default(),
-        &Options::default(),
-        &mut || seed.next_guid().unwrap(),
-    );
+    let r = make_plan_with(&a, &mirror, Options::default());
     assert!(matches!(r, Err(PlanError::NotXenServer(_))), "{r:?}");
 }
 
@@ -699,17 +699,7 @@ fn an_sr_vg_spanning_two_pvs_is_refused() {
         Some(rescue::inspect::Content::LvmPv { vg: Some(vg), .. }) => vg.pv_count = 2,
         other => panic!("no VG read on the SR: {other:?}"),
     }
-    let table = gpt::read(&mut File::open(&src).unwrap(), Some(512)).unwrap();
-    let mut seed = gpt::GuidSource::Seeded(7);
-    let e = plan::plan(
-        &source,
-        &table,
-        &mirror,
-        &SourceFacts::default(),
-        &Options::default(),
-        &mut || seed.next_guid().unwrap(),
-    )
-    .unwrap_err();
+    let e = plan_of(&source, &src, &mirror, Options::default()).unwrap_err();
     assert_eq!(
         e,
         PlanError::SrSpansDisks(3, "VG_XenStorage-1d2c".into(), 2),
