@@ -1,6 +1,6 @@
 //! I/O errors injected with QEMU's blkdebug during a conversion of the xs7 fixture
 //! (e2e only): a read error on the source during the copy, a write error on the mirror,
-//! a read error when the copy is read back, the mirror pulled out mid-copy (QMP
+//! the mirror pulled out mid-copy (QMP
 //! `device_del`). Each run stops cleanly, the report names the
 //! disk, the phase and the offset, the source is byte-identical, and a rerun on healthy
 //! disks completes.
@@ -159,15 +159,10 @@ fn a_mirror_write_error_stops_the_copy_cleanly_and_a_rerun_completes() {
     mirror_fault("write_aio", "writing the target failed at byte", "write");
 }
 
-#[test]
-#[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
-fn a_read_back_error_on_the_mirror_stops_cleanly_and_a_rerun_completes() {
-    mirror_fault(
-        "read_aio",
-        "reading the target back failed at byte",
-        "read-back",
-    );
-}
+// No read-back case yet: a blkdebug `read_aio` EIO at the block's sector on the mirror
+// already fails the *write* of that block (seen 2026-12-01: "writing the target failed at
+// byte 71958528"), so it never reaches the read-back. Injecting only after the copy's
+// writes needs a blkdebug state rule keyed to that moment.
 
 /// A read error in the root filesystem's data on the source during the copy.
 #[test]
