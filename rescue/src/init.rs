@@ -213,11 +213,7 @@ fn boot_and_run(s: &mut Session) {
         cmdline::Action::Backup | cmdline::Action::Restore => {
             // The plan sees every disk, the stick's too: it is a target only as `stick`.
             s.report.set_disks(disks.clone());
-            if !s.report.errors.is_empty() {
-                s.report.errors.push(format!(
-                    "{} not started because of the errors above: nothing was written",
-                    s.plan.action.as_str()
-                ));
+            if refused_for_earlier_errors(s) {
                 return;
             }
             let mut ctx = ConvertServices {
@@ -279,20 +275,17 @@ fn boot_and_run(s: &mut Session) {
                         .as_deref()
                         .filter(|sel| crate::convert::select::names_disk(sel, stick))
                     {
-                        s.report.errors.push(format!(
-                            "{key}={sel}: {} is the {} stick this rescue runs from (it holds rescue.conf and the reports), never a target: name another disk",
-                            stick.path,
-                            stick::LABEL
-                        ));
+                        // The same refusal as for a stick that was not mounted.
+                        if let Err(e) =
+                            crate::convert::select::writable_target(stick, &format!("{key}={sel}"))
+                        {
+                            s.report.errors.push(e);
+                        }
                     }
                 }
             }
             s.report.set_disks(disks);
-            if !s.report.errors.is_empty() {
-                s.report.errors.push(format!(
-                    "{} not started because of the errors above: nothing was written",
-                    s.plan.action.as_str()
-                ));
+            if refused_for_earlier_errors(s) {
                 return;
             }
             let mut ctx = ConvertServices {
@@ -314,6 +307,18 @@ fn boot_and_run(s: &mut Session) {
             }
         }
     }
+}
+
+/// An action that writes never starts after an error; the report says so.
+fn refused_for_earlier_errors(s: &mut Session) -> bool {
+    if s.report.errors.is_empty() {
+        return false;
+    }
+    s.report.errors.push(format!(
+        "{} not started because of the errors above: nothing was written",
+        s.plan.action.as_str()
+    ));
+    true
 }
 
 /// The console and the module loader, as the conversion sees them.
