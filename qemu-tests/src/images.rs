@@ -34,6 +34,12 @@ impl Default for TestDisk {
 /// Partition 1 (ext3) starts at 1 MiB; partition 2 (swap) right after it.
 pub const FIRST_PARTITION_LBA: u64 = 2048;
 
+/// LVM's configuration for editing metadata on loop devices: no activation, no udev, no
+/// metadata backups on the host.
+pub const LVM_CONF: &str = "global { activation = 0 } \
+    activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } \
+    backup { backup = 0 archive = 0 }";
+
 pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| {

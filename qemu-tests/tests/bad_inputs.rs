@@ -124,9 +124,6 @@ fn stick(scratch: &Scratch, name: &str, conf: Option<&str>) -> PathBuf {
     img
 }
 
-/// No activation, no udev, no backups: LVM edits metadata on loop devices only.
-const LVM_CONF: &str = "global { activation = 0 } activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } backup { backup = 0 archive = 0 }";
-
 /// The source with its SR's VG extended onto a second PV (a small file that stays
 /// outside the VM), as `vgextend` on a live host leaves it: the metadata on the SR lists
 /// two PVs.
@@ -165,7 +162,7 @@ fn sr_spanning_two_pvs(scratch: &Scratch, source: &Path) -> PathBuf {
     let devices = format!("{a},{b}");
     let lvm = |args: &[&str]| {
         run(Command::new(args[0])
-            .args(["--devices", &devices, "--config", LVM_CONF])
+            .args(["--devices", &devices, "--config", images::LVM_CONF])
             .args(&args[1..]))
     };
     let r = lvm(&["pvcreate", "-ff", "-y", "--norestorefile", &b])

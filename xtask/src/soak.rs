@@ -18,7 +18,6 @@ use qemu_tests::images;
 use qemu_tests::vm::{Bus, Disk, Vm, VmBuilder};
 use qemu_tests::{RescueImage, Scratch};
 use rescue::inspect::{self, Content};
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -234,7 +233,8 @@ fn one_cut(
 
     let mut failures = Vec::new();
     let mut resumes = 0;
-    let mut done = !killed && report_ok(&vm);
+    // Not killed: the report is on the console already.
+    let mut done = !killed && vm.wait_for_report(Duration::ZERO).is_ok_and(|r| r.ok);
     while !done && resumes < MAX_RESUMES {
         resumes += 1;
         let mut vm = spawn(
@@ -287,14 +287,6 @@ fn one_cut(
         failures,
         checks,
     })
-}
-
-fn report_ok(vm: &Vm) -> bool {
-    vm.console()
-        .lines()
-        .filter_map(|l| l.split_once("RESCUE-REPORT ").map(|(_, j)| j))
-        .filter_map(|j| serde_json::from_str::<Value>(j).ok())
-        .any(|r| r["ok"] == Value::Bool(true))
 }
 
 /// Every host-side check of a finished conversion, each with its outcome.
@@ -408,21 +400,7 @@ fn on_loop<T>(img: &Path, offset: u64, len: u64, f: impl FnOnce(&str) -> Result<
 }
 
 fn tool(name: &str, args: &[&str]) -> Result<String> {
-    let out = Command::new(name)
-        .args(args)
-        .output()
-        .with_context(|| format!("run {name}"))?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    if !out.status.success() {
-        bail!(
-            "{name} {} exited with {}: {}{}",
-            args.join(" "),
-            out.status,
-            text.lines().rev().take(5).collect::<Vec<_>>().join(" | "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(text)
+    images::run(Command::new(name).args(args))
 }
 
 /// Each SR LV read through its segments on this disk against the fixture's sha256.

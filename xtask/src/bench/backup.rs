@@ -170,11 +170,9 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// LVM on `dev` only, no udev, no activation (the host kernel need not have dm), no
-/// archives in /etc.
-const LVM_CONF: &str = "global { activation = 0 } \
-    activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } \
-    backup { backup = 0 archive = 0 }";
+// LVM on `dev` only, no udev, no activation (the host kernel need not have dm), no
+// archives in /etc.
+use qemu_tests::images::LVM_CONF;
 
 /// An SR disk of `size_mib`: GPT, one LVM partition from 1 MiB, a PV whose extents all
 /// hold random bytes first, then `MGT` (4 MiB) and 256 MiB `VHD-…` LVs (random bytes)
