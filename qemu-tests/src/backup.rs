@@ -3,8 +3,8 @@
 //! filesystem read with mtools and verified by the library.
 
 use crate::images::run;
-use crate::vm::{Bus, Disk, VmBuilder};
-use crate::{RescueImage, Scratch};
+use crate::vm::{Bus, Disk};
+use crate::Scratch;
 use rescue::backup_job::BackupReport;
 use rescue::report::Report;
 use std::path::{Path, PathBuf};
@@ -24,17 +24,11 @@ pub fn rescue_boot(
     args: &str,
     timeout: Duration,
 ) -> Report {
-    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
-        .memory_mib(2048)
-        .append(args);
-    for (path, serial, bus) in disks {
-        b = b.disk(Disk::new(path, *bus).serial(serial));
-    }
-    let mut vm = b.spawn(&scratch.dir.join(tag)).unwrap();
-    let report = vm.wait_for_report(timeout).unwrap();
-    eprintln!("{tag}: report after {:.0} s", vm.elapsed().as_secs_f64());
-    vm.wait_exit(Duration::from_secs(120)).unwrap();
-    report
+    let disks = disks
+        .iter()
+        .map(|(path, serial, bus)| Disk::new(path, *bus).serial(serial))
+        .collect();
+    crate::rescue_report(&scratch.dir.join(tag), disks, args, timeout).unwrap()
 }
 
 /// mtools' image argument for a FAT at `offset` bytes into `img`.

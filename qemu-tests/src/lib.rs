@@ -143,3 +143,28 @@ pub fn plan_for(
         &mut || guids.next_guid().expect("seeded GUIDs"),
     )
 }
+
+/// Boots the rescue over `disks` with `args` (2 GiB of memory) and returns its report once
+/// the guest powered off; the console log goes to `dir`.
+pub fn rescue_report(
+    dir: &Path,
+    disks: Vec<vm::Disk>,
+    args: &str,
+    timeout: Duration,
+) -> anyhow::Result<Report> {
+    let mut b = vm::VmBuilder::rescue(&RescueImage::locate()?)
+        .memory_mib(2048)
+        .append(args);
+    for d in disks {
+        b = b.disk(d);
+    }
+    let mut vm = b.spawn(dir)?;
+    let report = vm.wait_for_report(timeout)?;
+    eprintln!(
+        "{}: report after {:.0} s",
+        dir.display(),
+        vm.elapsed().as_secs_f64()
+    );
+    vm.wait_exit(Duration::from_secs(120))?;
+    Ok(report)
+}

@@ -11,8 +11,8 @@
 
 use qemu_tests::fixture::{self, copy_image};
 use qemu_tests::images::{self, run};
-use qemu_tests::vm::{Bus, Disk, VmBuilder};
-use qemu_tests::{full_matrix, RescueImage, Scratch};
+use qemu_tests::vm::{Bus, Disk};
+use qemu_tests::{full_matrix, Scratch};
 use rescue::convert::plan::PlanError;
 use rescue::formats::md;
 use rescue::units::Sectors;
@@ -509,23 +509,21 @@ fn cases(i: &Images) -> Vec<Case> {
 }
 
 fn boot(scratch: &Scratch, c: &Case) -> rescue::report::Report {
-    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
-        .memory_mib(2048)
-        .append(&c.args);
-    for x in &c.disks {
-        let mut disk = Disk::new(&x.img, Bus::Virtio).serial(x.serial);
-        if x.read_only {
-            disk = disk.read_only();
-        }
-        if let Some(ss) = x.sector_size {
-            disk = disk.sector_size(ss);
-        }
-        b = b.disk(disk);
-    }
-    let mut vm = b.spawn(&scratch.dir.join(c.tag)).unwrap();
-    let report = vm.wait_for_report(TIMEOUT).unwrap();
-    vm.wait_exit(Duration::from_secs(120)).unwrap();
-    report
+    let disks = c
+        .disks
+        .iter()
+        .map(|x| {
+            let mut disk = Disk::new(&x.img, Bus::Virtio).serial(x.serial);
+            if x.read_only {
+                disk = disk.read_only();
+            }
+            if let Some(ss) = x.sector_size {
+                disk = disk.sector_size(ss);
+            }
+            disk
+        })
+        .collect();
+    qemu_tests::rescue_report(&scratch.dir.join(c.tag), disks, &c.args, TIMEOUT).unwrap()
 }
 
 /// Every file on a stick outside `reports/`, with its content.

@@ -100,16 +100,11 @@ fn rescue_boot_on(
     args: &str,
     timeout: Duration,
 ) -> Report {
-    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
-        .memory_mib(2048)
-        .append(args);
-    for (path, serial) in disks {
-        b = b.disk(Disk::new(path, bus).serial(serial));
-    }
-    let mut vm = b.spawn(&scratch.dir.join(tag)).unwrap();
-    let report = vm.wait_for_report(timeout).unwrap();
-    vm.wait_exit(Duration::from_secs(120)).unwrap();
-    report
+    let disks = disks
+        .iter()
+        .map(|(path, serial)| Disk::new(path, bus).serial(serial))
+        .collect();
+    qemu_tests::rescue_report(&scratch.dir.join(tag), disks, args, timeout).unwrap()
 }
 
 fn hashes(paths: &[&Path]) -> Vec<String> {

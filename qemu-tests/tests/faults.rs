@@ -18,16 +18,7 @@ const CONVERT: &str =
     "rescue.action=convert rescue.source=serial:XS-SOURCE rescue.mirror=serial:XS-MIRROR";
 
 fn convert(scratch: &Scratch, tag: &str, disks: Vec<Disk>) -> rescue::report::Report {
-    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
-        .memory_mib(2048)
-        .append(CONVERT);
-    for d in disks {
-        b = b.disk(d);
-    }
-    let mut vm = b.spawn(&scratch.dir.join(tag)).unwrap();
-    let r = vm.wait_for_report(CONVERT_TIMEOUT).unwrap();
-    vm.wait_exit(Duration::from_secs(120)).unwrap();
-    r
+    qemu_tests::rescue_report(&scratch.dir.join(tag), disks, CONVERT, CONVERT_TIMEOUT).unwrap()
 }
 
 /// The 512-byte sector on the disk image of block 0 of `file` in the root filesystem:
