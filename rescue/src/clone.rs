@@ -26,7 +26,7 @@ pub struct CloneArgs {
     pub src: PathBuf,
     /// Target device or image file; must exist and be at least as large as SRC.
     pub dst: PathBuf,
-    /// Read the target back after the copy and compare SHA-256 digests.
+    /// Read the target back and compare it with what was written.
     #[arg(long)]
     pub verify: bool,
     /// Copy every byte, whatever SRC holds.
@@ -350,19 +350,13 @@ pub fn clone_with(
     let opts = CopyOptions {
         align: align as usize,
         verify: args.verify,
+        target_uncached: direct,
         ..CopyOptions::default()
     };
     let report = if let Some(h) = &plan.swap {
-        write_swap_header(h, &mut dst_file, &opts)?
+        write_swap_header(h, &dst_file, &opts)?
     } else {
-        copier::copy(
-            &mut src_file,
-            &mut dst_file,
-            &extents,
-            Bytes(0),
-            &opts,
-            progress,
-        )?
+        copier::copy(&src_file, &dst_file, &extents, Bytes(0), &opts, progress)?
     };
     Ok(CloneSummary {
         kind: plan.kind,
@@ -380,20 +374,13 @@ pub fn clone_with(
 
 fn write_swap_header(
     h: &SwapHeader,
-    dst: &mut File,
+    dst: &File,
     opts: &CopyOptions,
 ) -> Result<CopyReport, CloneError> {
     let page = h.to_page()?;
     let ext = Extents::whole(Bytes(page.len() as u64));
-    let mut src = std::io::Cursor::new(page);
-    Ok(copier::copy(
-        &mut src,
-        dst,
-        &ext,
-        Bytes(0),
-        opts,
-        &mut |_| {},
-    )?)
+    let src = copier::MemDisk::new(page);
+    Ok(copier::copy(&src, dst, &ext, Bytes(0), opts, &mut |_| {})?)
 }
 
 /// The CLI edge: print what was found, a progress line, and the summary.

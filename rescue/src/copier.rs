@@ -1,59 +1,84 @@
 //! Copy a list of byte ranges from a source to a target (at an offset), fast and safely:
-//! large aligned buffers, a reader thread and a writer (the calling thread) joined by a
-//! bounded pool of buffers so reads and writes overlap, a progress callback, an fsync at
-//! the end, and optional read-back verification by SHA-256 per chunk.
+//! nearby ranges joined into large requests, several workers each reading and writing
+//! their own piece (so the disks always have requests queued), a progress callback on the
+//! calling thread, an fsync at the end, and optional read-back verification.
 //!
-//! On the first I/O error the copy stops: the error names the side (source or target)
-//! and the byte offset, and nothing more is written after it.
+//! Verification compares bytes read back from the target with the bytes written. When the
+//! target bypasses the page cache (`O_DIRECT`), each worker reads its piece back right
+//! after writing it, overlapping the read-back with the other workers' copying; otherwise
+//! SHA-256 digests are kept and every piece is read back after the fsync and a cache drop.
+//!
+//! On the first I/O error no new piece is started: the error names the side (source or
+//! target) and the byte offset; only pieces already in flight in other workers finish.
 
 use crate::formats::extents::Extents;
 use crate::sys::direct_io::AlignedBuf;
 use crate::units::Bytes;
 use sha2::{Digest, Sha256};
 use std::fs::File;
-use std::io::{self, Cursor};
+use std::io;
 use std::os::unix::fs::FileExt;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Positioned reads, so tests can inject failures and in-memory devices.
-pub trait ReadAt {
+/// Positioned reads, so tests can inject failures and in-memory devices. `&self`, as
+/// `pread` is: several workers read one source at once.
+pub trait ReadAt: Sync {
     /// Fill `buf` from `offset` or fail.
-    fn read_at(&mut self, buf: &mut [u8], offset: Bytes) -> io::Result<()>;
+    fn read_at(&self, buf: &mut [u8], offset: Bytes) -> io::Result<()>;
 }
 
 /// Positioned writes plus what the end of a copy needs.
 pub trait WriteAt: ReadAt {
-    fn write_at(&mut self, buf: &[u8], offset: Bytes) -> io::Result<()>;
+    fn write_at(&self, buf: &[u8], offset: Bytes) -> io::Result<()>;
     /// Make what was written durable.
-    fn sync(&mut self) -> io::Result<()>;
+    fn sync(&self) -> io::Result<()>;
     /// Forget cached data so a read-back reads the medium.
-    fn drop_cache(&mut self) -> io::Result<()> {
+    fn drop_cache(&self) -> io::Result<()> {
         Ok(())
     }
 }
 
 impl ReadAt for File {
-    fn read_at(&mut self, buf: &mut [u8], offset: Bytes) -> io::Result<()> {
+    fn read_at(&self, buf: &mut [u8], offset: Bytes) -> io::Result<()> {
         FileExt::read_exact_at(self, buf, offset.0)
     }
 }
 
 impl WriteAt for File {
-    fn write_at(&mut self, buf: &[u8], offset: Bytes) -> io::Result<()> {
+    fn write_at(&self, buf: &[u8], offset: Bytes) -> io::Result<()> {
         FileExt::write_all_at(self, buf, offset.0)
     }
-    fn sync(&mut self) -> io::Result<()> {
+    fn sync(&self) -> io::Result<()> {
         self.sync_all()
     }
-    fn drop_cache(&mut self) -> io::Result<()> {
+    fn drop_cache(&self) -> io::Result<()> {
         crate::sys::direct_io::drop_cache(self)
     }
 }
 
-impl ReadAt for Cursor<Vec<u8>> {
-    fn read_at(&mut self, buf: &mut [u8], offset: Bytes) -> io::Result<()> {
-        let data = self.get_ref();
+/// An in-memory disk that grows on write (tests, and a swap header page as a source).
+#[derive(Debug, Default)]
+pub struct MemDisk(Mutex<Vec<u8>>);
+
+impl MemDisk {
+    pub fn new(data: Vec<u8>) -> Self {
+        MemDisk(Mutex::new(data))
+    }
+    /// A copy of the contents.
+    pub fn contents(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // A panicking writer leaves bytes, not broken invariants.
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ReadAt for MemDisk {
+    fn read_at(&self, buf: &mut [u8], offset: Bytes) -> io::Result<()> {
+        let data = self.lock();
         let end = usize::try_from(offset.0)
             .ok()
             .and_then(|s| s.checked_add(buf.len()).map(|e| (s, e)))
@@ -69,17 +94,17 @@ impl ReadAt for Cursor<Vec<u8>> {
     }
 }
 
-impl WriteAt for Cursor<Vec<u8>> {
-    fn write_at(&mut self, buf: &[u8], offset: Bytes) -> io::Result<()> {
+impl WriteAt for MemDisk {
+    fn write_at(&self, buf: &[u8], offset: Bytes) -> io::Result<()> {
         let s = usize::try_from(offset.0).map_err(io::Error::other)?;
-        let data = self.get_mut();
+        let mut data = self.lock();
         if data.len() < s + buf.len() {
             data.resize(s + buf.len(), 0);
         }
         data[s..s + buf.len()].copy_from_slice(buf);
         Ok(())
     }
-    fn sync(&mut self) -> io::Result<()> {
+    fn sync(&self) -> io::Result<()> {
         Ok(())
     }
 }
@@ -87,23 +112,30 @@ impl WriteAt for Cursor<Vec<u8>> {
 /// How to copy.
 #[derive(Clone, Debug)]
 pub struct CopyOptions {
-    /// Bytes per read/write (a multiple of `align`).
+    /// Largest request in bytes (a multiple of `align`).
     pub chunk: usize,
     /// Buffer memory alignment (the direct-I/O alignment, or 1).
     pub align: usize,
-    /// Buffers in flight between reader and writer.
-    pub buffers: usize,
-    /// Read the target back after the fsync and compare SHA-256 digests.
+    /// Workers, each with one piece in flight (its own buffers).
+    pub workers: usize,
+    /// Ranges this close are copied as one request, hole included.
+    pub bridge: Bytes,
+    /// Read the target back and compare with what was written.
     pub verify: bool,
+    /// The target bypasses the page cache, so a read right after a write reads the
+    /// device: verify piece by piece as written instead of after the fsync.
+    pub target_uncached: bool,
 }
 
 impl Default for CopyOptions {
     fn default() -> Self {
         CopyOptions {
-            chunk: 4 << 20,
+            chunk: 1 << 20,
             align: 4096,
-            buffers: 4,
+            workers: 4,
+            bridge: Bytes(64 << 10),
             verify: false,
+            target_uncached: false,
         }
     }
 }
@@ -130,11 +162,13 @@ pub struct ChunkDigest {
 /// What a successful copy did.
 #[derive(Clone, Debug)]
 pub struct CopyReport {
+    /// Bytes written (the ranges plus the holes bridged).
     pub bytes: Bytes,
     pub duration: Duration,
-    /// Of `duration`, the time spent reading the target back and comparing.
+    /// Of `duration`, the time spent reading the target back and comparing: the phase
+    /// after the fsync, or, verified as written, the workers' read-back share of it.
     pub verify_duration: Duration,
-    /// Digests of what was written (empty unless verifying).
+    /// Digests of what was written (kept only to verify after the fsync).
     pub digests: Vec<ChunkDigest>,
     pub verified: bool,
 }
@@ -142,8 +176,8 @@ pub struct CopyReport {
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
     #[error(
-        "reading the source failed at byte {}: {source}: the copy stopped there and \
-         nothing after it was written; check the source disk (dmesg, smartctl)",
+        "reading the source failed at byte {}: {source}: the copy stopped there (the \
+         source is only ever read); check the source disk (dmesg, smartctl)",
         .offset.0
     )]
     Read { offset: Bytes, source: io::Error },
@@ -167,14 +201,14 @@ pub enum CopyError {
     BadOptions { chunk: usize, align: usize },
 }
 
-/// One piece of work: read `len` bytes at `src`.
+/// One piece of work: `len` bytes at `src`.
 #[derive(Clone, Copy)]
 struct Piece {
     src: Bytes,
     len: usize,
 }
 
-fn pieces(ranges: &Extents, chunk: usize) -> impl Iterator<Item = Piece> + '_ {
+fn pieces(ranges: &Extents, chunk: usize) -> impl Iterator<Item = Piece> + Send + '_ {
     ranges.ranges().iter().flat_map(move |&(s, e)| {
         let chunk = chunk as u64;
         (s.0..e.0).step_by(chunk as usize).map(move |at| Piece {
@@ -184,18 +218,28 @@ fn pieces(ranges: &Extents, chunk: usize) -> impl Iterator<Item = Piece> + '_ {
     })
 }
 
+/// A worker's word to the calling thread.
+enum Done {
+    Piece {
+        len: usize,
+        digest: Option<ChunkDigest>,
+        readback: Duration,
+    },
+    Failed(CopyError),
+}
+
 /// Copy `ranges` of `src` to the same offsets plus `target_offset` on `dst`, fsync, and
-/// verify when asked. `progress` is called on this thread after each chunk.
+/// verify when asked. `progress` is called on this thread after each piece.
 pub fn copy<S, T>(
-    src: &mut S,
-    dst: &mut T,
+    src: &S,
+    dst: &T,
     ranges: &Extents,
     target_offset: Bytes,
     opts: &CopyOptions,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<CopyReport, CopyError>
 where
-    S: ReadAt + Send,
+    S: ReadAt,
     T: WriteAt,
 {
     let align = opts.align.max(1);
@@ -205,76 +249,89 @@ where
             align,
         });
     }
+    // Bridging keeps alignment: both ends of a hole are range boundaries.
+    let ranges = ranges.bridge_gaps(opts.bridge);
     let total = ranges.total();
+    let inline = opts.verify && opts.target_uncached;
+    let workers = opts.workers.max(1);
     let start = Instant::now();
-    let nbuf = opts.buffers.max(2);
-    let (free_tx, free_rx) = mpsc::sync_channel::<AlignedBuf>(nbuf);
-    let (full_tx, full_rx) = mpsc::sync_channel::<Result<(Piece, AlignedBuf), CopyError>>(nbuf);
-    for _ in 0..nbuf {
-        // The channel holds nbuf, so this cannot block.
-        let _ = free_tx.send(AlignedBuf::new(opts.chunk, align));
-    }
+    let work = Mutex::new(pieces(&ranges, opts.chunk));
+    let stop = AtomicBool::new(false);
+    let (tx, rx) = mpsc::channel::<Done>();
     let mut digests = Vec::new();
     let mut done = 0u64;
-    let result = std::thread::scope(|scope| {
-        scope.spawn(move || {
-            for p in pieces(ranges, opts.chunk) {
-                let Ok(mut buf) = free_rx.recv() else { return };
-                let r = src.read_at(&mut buf.as_mut_slice()[..p.len], p.src);
-                let msg = match r {
-                    Ok(()) => Ok((p, buf)),
-                    Err(source) => Err(CopyError::Read {
-                        offset: p.src,
-                        source,
-                    }),
-                };
-                let failed = msg.is_err();
-                if full_tx.send(msg).is_err() || failed {
-                    return;
+    let mut readback = Duration::ZERO;
+    let mut first_error = None;
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (work, stop) = (&work, &stop);
+            scope.spawn(move || {
+                let mut buf = AlignedBuf::new(opts.chunk, align);
+                let mut back = inline.then(|| AlignedBuf::new(opts.chunk, align));
+                loop {
+                    if stop.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    let next = work.lock().map(|mut w| w.next());
+                    let Ok(Some(p)) = next else { return };
+                    let msg = copy_piece(src, dst, p, target_offset, opts, &mut buf, back.as_mut())
+                        .unwrap_or_else(Done::Failed);
+                    let failed = matches!(msg, Done::Failed(_));
+                    if failed {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if tx.send(msg).is_err() || failed {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(tx);
+        for msg in rx.iter() {
+            match msg {
+                Done::Failed(e) => {
+                    first_error.get_or_insert(e);
+                }
+                Done::Piece { .. } if first_error.is_some() => {}
+                Done::Piece {
+                    len,
+                    digest,
+                    readback: r,
+                } => {
+                    digests.extend(digest);
+                    readback += r;
+                    done += len as u64;
+                    let elapsed = start.elapsed();
+                    let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
+                    let eta = (rate > 0.0)
+                        .then(|| Duration::from_secs_f64((total.0 - done) as f64 / rate));
+                    progress(&Progress {
+                        done: Bytes(done),
+                        total,
+                        elapsed,
+                        rate,
+                        eta,
+                    });
                 }
             }
-        });
-        // Owned here so an early return drops them and unblocks the reader before the join.
-        let (full_rx, free_tx) = (full_rx, free_tx);
-        for msg in full_rx.iter() {
-            let (p, buf) = msg?;
-            let data = &buf.as_slice()[..p.len];
-            let at = p.src + target_offset;
-            dst.write_at(data, at)
-                .map_err(|source| CopyError::Write { offset: at, source })?;
-            if opts.verify {
-                digests.push(ChunkDigest {
-                    target_offset: at,
-                    len: p.len,
-                    sha256: Sha256::digest(data).into(),
-                });
-            }
-            done += p.len as u64;
-            let elapsed = start.elapsed();
-            let rate = done as f64 / elapsed.as_secs_f64().max(1e-9);
-            let eta = (rate > 0.0).then(|| Duration::from_secs_f64((total.0 - done) as f64 / rate));
-            progress(&Progress {
-                done: Bytes(done),
-                total,
-                elapsed,
-                rate,
-                eta,
-            });
-            // The reader may have finished and dropped its receiver; that is fine.
-            let _ = free_tx.send(buf);
         }
-        Ok(())
     });
-    result?;
+    if let Some(e) = first_error {
+        return Err(e);
+    }
     dst.sync().map_err(CopyError::Sync)?;
+    // Workers finish out of order; read back in disk order.
+    digests.sort_by_key(|d| d.target_offset);
     let mut report = CopyReport {
         bytes: Bytes(done),
         duration: start.elapsed(),
         digests,
-        verified: false,
-        verify_duration: Duration::ZERO,
+        verified: inline,
+        // The workers' read-back time as a share of the wall clock they shared.
+        verify_duration: readback / workers as u32,
     };
-    if opts.verify {
+    if opts.verify && !inline {
         let verify_start = Instant::now();
         verify(dst, &report.digests, align)?;
         report.verified = true;
@@ -284,12 +341,54 @@ where
     Ok(report)
 }
 
+/// Read one piece, write it, and read it back when verifying as written.
+fn copy_piece<S: ReadAt, T: WriteAt>(
+    src: &S,
+    dst: &T,
+    p: Piece,
+    target_offset: Bytes,
+    opts: &CopyOptions,
+    buf: &mut AlignedBuf,
+    back: Option<&mut AlignedBuf>,
+) -> Result<Done, CopyError> {
+    let data = &mut buf.as_mut_slice()[..p.len];
+    src.read_at(data, p.src).map_err(|source| CopyError::Read {
+        offset: p.src,
+        source,
+    })?;
+    let at = p.src + target_offset;
+    dst.write_at(data, at)
+        .map_err(|source| CopyError::Write { offset: at, source })?;
+    let mut readback = Duration::ZERO;
+    let mut digest = None;
+    if let Some(back) = back {
+        let t = Instant::now();
+        let b = &mut back.as_mut_slice()[..p.len];
+        dst.read_at(b, at)
+            .map_err(|source| CopyError::VerifyRead { offset: at, source })?;
+        if b != &*data {
+            return Err(CopyError::Mismatch {
+                offset: at,
+                len: p.len,
+            });
+        }
+        readback = t.elapsed();
+    } else if opts.verify {
+        digest = Some(ChunkDigest {
+            target_offset: at,
+            len: p.len,
+            sha256: Sha256::digest(&*data).into(),
+        });
+    }
+    Ok(Done::Piece {
+        len: p.len,
+        digest,
+        readback,
+    })
+}
+
 /// Read back every chunk in `digests` from `dst` (after dropping its cache) and compare.
-pub fn verify<T: WriteAt>(
-    dst: &mut T,
-    digests: &[ChunkDigest],
-    align: usize,
-) -> Result<(), CopyError> {
+pub fn verify<T: WriteAt>(dst: &T, digests: &[ChunkDigest], align: usize) -> Result<(), CopyError> {
     // Advisory: a target that cannot drop its cache is still read back.
     let _ = dst.drop_cache();
     let max = digests.iter().map(|d| d.len).max().unwrap_or(0);

@@ -82,6 +82,20 @@ impl Extents {
         Self::from_ranges(v)
     }
 
+    /// Merge ranges separated by at most `max_gap` bytes: one large request through a
+    /// small hole costs less than two round trips (the hole's bytes are copied too,
+    /// which is harmless where a format says nothing is in use).
+    pub fn bridge_gaps(&self, max_gap: Bytes) -> Self {
+        let mut out: Vec<(Bytes, Bytes)> = Vec::with_capacity(self.0.len());
+        for &(s, e) in &self.0 {
+            match out.last_mut() {
+                Some(last) if s.0 - last.1 .0 <= max_gap.0 => last.1 = e,
+                _ => out.push((s, e)),
+            }
+        }
+        Extents(out)
+    }
+
     /// True when every boundary is a multiple of `align`.
     pub fn is_aligned(&self, align: u64) -> bool {
         align <= 1
@@ -98,6 +112,15 @@ mod tests {
 
     fn r(v: &[(u64, u64)]) -> Extents {
         Extents::from_ranges(v.iter().map(|&(s, e)| (Bytes(s), Bytes(e))).collect())
+    }
+
+    #[test]
+    fn bridge_gaps_merges_only_small_holes() {
+        let e = r(&[(0, 10), (14, 20), (40, 50), (51, 60)]);
+        assert_eq!(e.bridge_gaps(Bytes(4)), r(&[(0, 20), (40, 60)]));
+        assert_eq!(e.bridge_gaps(Bytes(0)), e);
+        assert_eq!(e.bridge_gaps(Bytes(20)), r(&[(0, 60)]));
+        assert_eq!(Extents::default().bridge_gaps(Bytes(9)), Extents::default());
     }
 
     #[test]
