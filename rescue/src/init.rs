@@ -509,24 +509,44 @@ impl Modules {
     }
 
     /// Loads the named modules (and their dependencies); returns how many were loaded.
+    /// Each wave of modules whose dependencies are loaded goes in side by side, so their
+    /// probes overlap.
     pub fn load(&mut self, names: &BTreeSet<String>) -> usize {
         let mut count = 0;
-        for (name, path) in self.index.load_plan(names) {
-            if self.tried.contains(&name) {
-                continue;
-            }
-            self.tried.insert(name.clone());
-            let started = std::time::Instant::now();
-            let outcome = sys::load_module(Path::new(&path), module_params(&name));
-            self.load_ms
-                .insert(name.clone(), started.elapsed().as_millis() as u64);
-            match outcome {
-                Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
-                    self.loaded.insert(name);
-                    count += 1;
+        for wave in self.index.load_waves(names) {
+            let wave: Vec<(String, String)> = wave
+                .into_iter()
+                .filter(|(name, _)| self.tried.insert(name.clone()))
+                .collect();
+            let outcomes: Vec<_> = std::thread::scope(|scope| {
+                let running: Vec<_> = wave
+                    .iter()
+                    .map(|(name, path)| {
+                        scope.spawn(move || {
+                            let started = std::time::Instant::now();
+                            let outcome = sys::load_module(Path::new(path), module_params(name));
+                            (started.elapsed().as_millis() as u64, outcome)
+                        })
+                    })
+                    .collect();
+                running.into_iter().map(|t| t.join()).collect()
+            });
+            for ((name, path), joined) in wave.into_iter().zip(outcomes) {
+                let Ok((ms, outcome)) = joined else {
+                    self.warnings.push(format!(
+                        "module {name} ({path}): its loader thread panicked"
+                    ));
+                    continue;
+                };
+                self.load_ms.insert(name.clone(), ms);
+                match outcome {
+                    Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
+                        self.loaded.insert(name);
+                        count += 1;
+                    }
+                    Ok(sys::ModuleLoad::NoDevice) => {}
+                    Err(e) => self.warnings.push(format!("module {name} ({path}): {e}")),
                 }
-                Ok(sys::ModuleLoad::NoDevice) => {}
-                Err(e) => self.warnings.push(format!("module {name} ({path}): {e}")),
             }
         }
         count

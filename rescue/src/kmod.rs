@@ -96,6 +96,33 @@ impl ModuleIndex {
     }
 }
 
+impl ModuleIndex {
+    /// [`Self::load_plan`] cut into waves: every module's dependencies are in earlier
+    /// waves, so the modules of one wave can load side by side (their probes overlap: a
+    /// SATA controller's link wait no longer holds up a virtio disk).
+    pub fn load_waves(&self, wanted: &BTreeSet<String>) -> Vec<Vec<(String, String)>> {
+        let mut wave_of: BTreeMap<String, usize> = BTreeMap::new();
+        let mut waves: Vec<Vec<(String, String)>> = Vec::new();
+        for (name, path) in self.load_plan(wanted) {
+            // Load order puts dependencies first; one missing from the plan is not ours
+            // to wait for (it is built in or already loaded).
+            let w = self.modules[&name]
+                .1
+                .iter()
+                .filter_map(|d| wave_of.get(d))
+                .map(|w| w + 1)
+                .max()
+                .unwrap_or(0);
+            wave_of.insert(name.clone(), w);
+            if waves.len() <= w {
+                waves.resize_with(w + 1, Vec::new);
+            }
+            waves[w].push((name, path));
+        }
+        waves
+    }
+}
+
 /// fnmatch(3) without flags: `*`, `?`, `[...]` (with `!`/`^` negation and ranges).
 pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
@@ -211,6 +238,29 @@ alias scsi:t-0x00* sd_mod
         assert_eq!(
             plan,
             vec!["scsi_mod", "libata", "libahci", "ahci", "virtio_blk"]
+        );
+    }
+
+    #[test]
+    fn waves_put_every_dependency_in_an_earlier_wave() {
+        let idx = ModuleIndex::parse(INDEX).unwrap();
+        let wanted = ["ahci", "virtio_blk"]
+            .map(String::from)
+            .into_iter()
+            .collect();
+        let waves: Vec<Vec<String>> = idx
+            .load_waves(&wanted)
+            .into_iter()
+            .map(|w| w.into_iter().map(|(n, _)| n).collect())
+            .collect();
+        assert_eq!(
+            waves,
+            vec![
+                vec!["scsi_mod".to_string(), "virtio_blk".into()],
+                vec!["libata".into()],
+                vec!["libahci".into()],
+                vec!["ahci".into()],
+            ]
         );
     }
 

@@ -2,7 +2,9 @@
 //! rescue's wall time, bytes copied, the copy phase's rate, and how that compares with
 //! the target's own `dd bs=4M` copying the same partitions source → mirror in the same
 //! VM (the floor a block copy of the used bytes could reach): the ratio is
-//! copy phase ÷ (used bytes ÷ dd rate).
+//! copy phase ÷ (used bytes ÷ dd rate). `BENCH_FIXTURE=xs7-real` converts the host with
+//! the distribution's whole module tree instead (the configure step's time and initrd
+//! size on a real dom0).
 
 use qemu_tests::vm::{Bus, Disk, VmBuilder};
 use std::path::Path;
@@ -11,7 +13,8 @@ use xshell::{cmd, Shell};
 
 pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let built = crate::build::run(sh, &Default::default())?;
-    let fx = qemu_tests::fixture::fixture("xs7")?;
+    let name = std::env::var("BENCH_FIXTURE").unwrap_or_else(|_| "xs7".into());
+    let fx = qemu_tests::fixture::fixture(&name)?;
     let dir = std::env::temp_dir().join(format!("xenraid-bench-convert-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
@@ -50,7 +53,7 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let used = conv.plan.as_ref().map(|p| p.bytes_to_copy).unwrap_or(0);
     let wall = (report.reported_ms - report.init_started_ms) as f64 / 1000.0;
     println!(
-        "conversion of xs7 ({} bytes disk) under TCG",
+        "conversion of {name} ({} bytes disk) under TCG",
         std::fs::metadata(&source)?.len()
     );
     println!("  rescue wall time (init to report): {wall:.1} s (QEMU process {vm_secs:.1} s)");
