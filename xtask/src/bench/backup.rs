@@ -236,12 +236,18 @@ fn sr_image(sh: &Shell, img: &Path, size_mib: u64, fill: u32) -> anyhow::Result<
         .trim()
         .parse()?;
         let want = vg_bytes * u64::from(fill) / 100;
-        let mut names = vec![("MGT".to_string(), "4m")];
+        // VDIs of a twentieth of the VG each, so 10 % holds some at any size.
+        let vdi = (vg_bytes / 20 / extent).max(1) * extent;
+        let vdi_size = format!("{}m", vdi / MIB);
+        let mut names = vec![("MGT".to_string(), "4m".to_string())];
         let mut held = 4 * MIB;
         let mut i = 0;
-        while held + 256 * MIB <= want {
-            names.push((format!("VHD-{i:08x}-5d1c-4b3a-8e5f-9a6b8c7d9e0f"), "256m"));
-            held += 256 * MIB;
+        while held + vdi <= want {
+            names.push((
+                format!("VHD-{i:08x}-5d1c-4b3a-8e5f-9a6b8c7d9e0f"),
+                vdi_size.clone(),
+            ));
+            held += vdi;
             i += 1;
         }
         for (name, size) in &names {
