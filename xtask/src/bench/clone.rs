@@ -229,7 +229,7 @@ fn debian_ext3(
     mnt: &std::path::Path,
     aged: bool,
 ) -> anyhow::Result<()> {
-    let tar = crate::fixture::base_tar(sh)?;
+    let tar = base_tar(sh)?;
     let tree = dir.join("debian-tree");
     let _ = std::fs::remove_dir_all(&tree);
     std::fs::create_dir_all(&tree)?;
@@ -283,4 +283,21 @@ fn age(sh: &Shell, tree: &std::path::Path, mnt: &std::path::Path) -> anyhow::Res
     every_nth_file(&b, 3)?;
     cmd!(sh, "cp -a {bin} {c}").run()?;
     Ok(())
+}
+
+/// The fixtures' Debian base tar. Building a fixture builds it; a new base replaces the
+/// old, so the cache holds one. (Not a function of `fixture/mod.rs`: its text is part of
+/// every fixture's cache key.)
+fn base_tar(sh: &Shell) -> anyhow::Result<PathBuf> {
+    crate::fixture::run(sh, "xs7")?;
+    let dir = crate::cache::root().join("base");
+    let mut tars: Vec<PathBuf> = std::fs::read_dir(&dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "tar") && !p.to_string_lossy().ends_with(".part.tar")
+        })
+        .collect();
+    tars.sort();
+    tars.pop()
+        .with_context(|| format!("no Debian base tar in {}", dir.display()))
 }
