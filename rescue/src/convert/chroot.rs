@@ -4,7 +4,10 @@
 use super::plan::ConvertPlan;
 use super::WORK;
 use crate::sys;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
 
 /// /dev, /proc and /sys bound into a root for the target's tools; unbound on drop.
 pub(super) struct Binds {
@@ -74,17 +77,57 @@ pub(crate) fn mounted<T>(
     r
 }
 
-/// Runs a target tool in `root` and returns its exit code (its output goes to the
-/// console's log as it runs).
+/// One run of a target program: what, how it ended, how long, and what it printed
+/// (bounded: head and tail, see `sys::run_in_chroot`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToolRun {
+    pub command: String,
+    pub exit_code: i32,
+    pub duration_ms: u64,
+    pub output: String,
+}
+
+/// Runs of the current step, taken into its report by `run_step`.
+static TOOL_RUNS: Mutex<Vec<ToolRun>> = Mutex::new(Vec::new());
+
+/// The runs recorded since the last call.
+pub(crate) fn take_tool_runs() -> Vec<ToolRun> {
+    TOOL_RUNS
+        .lock()
+        .map(|mut r| std::mem::take(&mut *r))
+        .unwrap_or_default()
+}
+
+/// Runs a target program in `root`: its output goes to the console line by line as it
+/// prints, and into the step's report.
+fn run_tool(root: &Path, program: &str, args: &[&str]) -> Result<(i32, String), String> {
+    let command = format!("{program} {}", args.join(" "));
+    let _running = crate::heartbeat::running(command.clone());
+    let started = Instant::now();
+    let (code, output) = sys::run_in_chroot(root, program, args, &mut |line| {
+        if !line.trim().is_empty() {
+            super::kernel_log_line(&format!("  {program}: {line}"));
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    if let Ok(mut runs) = TOOL_RUNS.lock() {
+        runs.push(ToolRun {
+            command,
+            exit_code: code,
+            duration_ms: started.elapsed().as_millis() as u64,
+            output: output.clone(),
+        });
+    }
+    Ok((code, output))
+}
+
+/// Runs a target tool in `root` and returns its exit code.
 pub(crate) fn chroot_status(root: &Path, program: &str, args: &[&str]) -> Result<i32, String> {
-    let _running = crate::heartbeat::running(format!("{program} {}", args.join(" ")));
-    let (code, _) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
-    Ok(code)
+    Ok(run_tool(root, program, args)?.0)
 }
 
 pub(crate) fn chroot_ok(root: &Path, program: &str, args: &[&str]) -> Result<(), String> {
-    let _running = crate::heartbeat::running(format!("{program} {}", args.join(" ")));
-    let (code, out) = sys::run_in_chroot(root, program, args).map_err(|e| e.to_string())?;
+    let (code, out) = run_tool(root, program, args)?;
     if code != 0 {
         let tail: Vec<&str> = out
             .lines()

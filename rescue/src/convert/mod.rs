@@ -55,6 +55,9 @@ pub struct Step {
     pub ok: bool,
     pub duration_ms: u64,
     pub detail: String,
+    /// The target's own programs this step ran in a chroot, each with its output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tools: Vec<chroot::ToolRun>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -458,6 +461,7 @@ pub(crate) fn run_step(
         ok,
         duration_ms: t.elapsed().as_millis() as u64,
         detail,
+        tools: chroot::take_tool_runs(),
     });
     r.map(drop).map_err(|e| format!("{name}: {e}"))
 }

@@ -204,9 +204,17 @@ pub fn unmount_lazy(target: &Path) -> io::Result<()> {
     }
 }
 
-/// Runs one of the target's own programs inside a chroot of `root`; returns the exit
-/// code and the combined output. `program` is looked up in the target's sbin/bin dirs.
-pub fn run_in_chroot(root: &Path, program: &str, args: &[&str]) -> io::Result<(i32, String)> {
+/// Runs `program` from the target's own PATH directories inside `root`, its stdout and
+/// stderr merged into one pipe and handed to `on_line` line by line as it prints (so a
+/// long dracut run shows on the console as it goes). Returns the exit code and the
+/// output, bounded: the first [`OUTPUT_HEAD_LINES`] and last [`OUTPUT_TAIL_LINES`] lines.
+pub fn run_in_chroot(
+    root: &Path,
+    program: &str,
+    args: &[&str],
+    on_line: &mut dyn FnMut(&str),
+) -> io::Result<(i32, String)> {
+    use std::io::BufRead;
     use std::os::unix::process::CommandExt;
     let dirs = ["usr/sbin", "usr/bin", "sbin", "bin"];
     let Some(dir) = dirs.iter().find(|d| root.join(d).join(program).exists()) else {
@@ -217,6 +225,7 @@ pub fn run_in_chroot(root: &Path, program: &str, args: &[&str]) -> io::Result<(i
     };
     let inside = format!("/{dir}/{program}");
     let root_owned = root.to_path_buf();
+    let (reader, writer) = io::pipe()?;
     let mut cmd = std::process::Command::new(&inside);
     cmd.args(args)
         .env_clear()
@@ -224,7 +233,9 @@ pub fn run_in_chroot(root: &Path, program: &str, args: &[&str]) -> io::Result<(i
         .env("HOME", "/root")
         .env("LANG", "C")
         .env("TERM", "dumb")
-        .stdin(std::process::Stdio::null());
+        .stdin(std::process::Stdio::null())
+        .stdout(writer.try_clone()?)
+        .stderr(writer);
     // SAFETY: chroot and chdir are async-signal-safe syscalls; nothing else runs here.
     unsafe {
         cmd.pre_exec(move || {
@@ -232,16 +243,113 @@ pub fn run_in_chroot(root: &Path, program: &str, args: &[&str]) -> io::Result<(i
             rustix::process::chdir("/").map_err(io::Error::from)
         });
     }
-    let out = cmd
-        .output()
+    let spawned = cmd.spawn();
+    // The Command holds the pipe's write ends: without dropping it, EOF never comes.
+    drop(cmd);
+    let mut child = spawned
         .map_err(|e| io::Error::other(format!("start {inside} in {}: {e}", root.display())))?;
+    let mut output = BoundedOutput::default();
+    for line in io::BufReader::new(reader).split(b'\n') {
+        let line = String::from_utf8_lossy(&line?).trim_end().to_owned();
+        on_line(&line);
+        output.push(line);
+    }
+    let status = child.wait()?;
     reap_orphans();
-    let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    Ok((out.status.code().unwrap_or(-1), text))
+    Ok((status.code().unwrap_or(-1), output.text()))
+}
+
+/// Lines of a tool's output kept from its start and from its end.
+pub const OUTPUT_HEAD_LINES: usize = 40;
+pub const OUTPUT_TAIL_LINES: usize = 160;
+
+/// A tool's output, bounded: its head, a count of lines left out, its tail.
+#[derive(Default)]
+struct BoundedOutput {
+    head: Vec<String>,
+    tail: std::collections::VecDeque<String>,
+    dropped: usize,
+}
+
+impl BoundedOutput {
+    fn push(&mut self, line: String) {
+        const MAX_LINE: usize = 400;
+        let line = match line.char_indices().nth(MAX_LINE) {
+            Some((cut, _)) => format!("{}…", &line[..cut]),
+            None => line,
+        };
+        if self.head.len() < OUTPUT_HEAD_LINES {
+            self.head.push(line);
+            return;
+        }
+        self.tail.push_back(line);
+        if self.tail.len() > OUTPUT_TAIL_LINES {
+            self.tail.pop_front();
+            self.dropped += 1;
+        }
+    }
+    fn text(&self) -> String {
+        let mut lines: Vec<String> = self.head.clone();
+        if self.dropped > 0 {
+            lines.push(format!("[… {} lines left out …]", self.dropped));
+        }
+        lines.extend(self.tail.iter().cloned());
+        let mut text = lines.join("\n");
+        if !text.is_empty() {
+            text.push('\n');
+        }
+        text
+    }
 }
 
 /// PID 1 inherits every orphaned process: collect the ones that have exited.
 pub fn reap_orphans() {
     while let Ok(Some(_)) = rustix::process::waitpid(None, rustix::process::WaitOptions::NOHANG) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BoundedOutput, OUTPUT_HEAD_LINES, OUTPUT_TAIL_LINES};
+
+    /// In a chroot of `/` (needs root, as the rest of the suite): stdout and stderr arrive
+    /// line by line in print order, before the program exits, and the exit code comes back.
+    #[test]
+    fn a_tools_lines_stream_as_it_prints() {
+        let mut seen = Vec::new();
+        let started = std::time::Instant::now();
+        let (code, text) = super::run_in_chroot(
+            std::path::Path::new("/"),
+            "sh",
+            &["-c", "echo one; echo two >&2; sleep 1; echo three; exit 3"],
+            &mut |l| seen.push((l.to_owned(), started.elapsed())),
+        )
+        .expect("sh runs in a chroot of /");
+        assert_eq!(code, 3);
+        let lines: Vec<&str> = seen.iter().map(|(l, _)| l.as_str()).collect();
+        assert_eq!(lines, ["one", "two", "three"]);
+        assert_eq!(text, "one\ntwo\nthree\n");
+        // "two" came before the sleep ended: streamed, not collected at exit.
+        assert!(
+            seen[2].1 - seen[1].1 >= std::time::Duration::from_millis(900),
+            "{seen:?}"
+        );
+    }
+
+    #[test]
+    fn tool_output_keeps_head_and_tail_and_counts_the_rest() {
+        let mut o = BoundedOutput::default();
+        let n = OUTPUT_HEAD_LINES + OUTPUT_TAIL_LINES + 7;
+        for i in 0..n {
+            o.push(format!("line {i}"));
+        }
+        let text = o.text();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), OUTPUT_HEAD_LINES + OUTPUT_TAIL_LINES + 1);
+        assert_eq!(lines[0], "line 0");
+        assert_eq!(lines[OUTPUT_HEAD_LINES], "[… 7 lines left out …]");
+        assert_eq!(*lines.last().unwrap(), format!("line {}", n - 1));
+        let mut long = BoundedOutput::default();
+        long.push("x".repeat(1000));
+        assert_eq!(long.text().chars().count(), 402);
+    }
 }
