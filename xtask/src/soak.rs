@@ -45,8 +45,9 @@ pub struct SoakArgs {
 
 const ARGS: &str = "rescue.action=convert rescue.source=auto rescue.mirror=auto";
 const CONVERT_TIMEOUT: Duration = Duration::from_secs(1500);
-/// A time cut lands in the first this many seconds (a whole xs7 conversion under TCG).
-const TIME_HORIZON_S: u64 = 420;
+/// A time cut lands in the first this many seconds (a whole xs7 conversion under TCG:
+/// 249 s from init to report in `bench convert` on 2026-12-01, plus the kernel's boot).
+const TIME_HORIZON_S: u64 = 270;
 /// Boots after the cut allowed to finish the job.
 const MAX_RESUMES: usize = 4;
 
@@ -55,7 +56,6 @@ const MARKERS: &[&str] = &[
     "convert: partition-mirror ...",
     "convert: assemble ...",
     "convert: copy-root ...",
-    "convert: copy root:",
     "convert: copy-sr ...",
     "convert: copy-logs ...",
     "convert: e2fsck ...",
