@@ -47,6 +47,9 @@ pub struct Disk {
     pub sector_size: Option<u32>,
     /// A QEMU blkdebug rules file: the I/O errors to inject.
     pub faults: Option<PathBuf>,
+    /// QEMU's write throttling (`throttling.bps-write`), bytes per second: a slow disk,
+    /// so a test can act while a copy onto it is still running.
+    pub write_limit: Option<u64>,
 }
 
 impl Disk {
@@ -61,6 +64,7 @@ impl Disk {
             read_only: false,
             sector_size: None,
             faults: None,
+            write_limit: None,
         }
     }
     pub fn serial(mut self, s: &str) -> Disk {
@@ -86,6 +90,11 @@ impl Disk {
     /// Injects I/O errors by QEMU's blkdebug rules in `rules` (see [`blkdebug_rule`]).
     pub fn faults(mut self, rules: &Path) -> Disk {
         self.faults = Some(rules.into());
+        self
+    }
+    /// Writes throttled to `bytes_per_sec`.
+    pub fn write_limit(mut self, bytes_per_sec: u64) -> Disk {
+        self.write_limit = Some(bytes_per_sec);
         self
     }
     /// A 4Kn disk with `4096`.
@@ -307,8 +316,12 @@ impl VmBuilder {
                 Some(rules) => format!("blkdebug:{}:{}", rules.display(), d.path.display()),
                 None => d.path.display().to_string(),
             };
+            let throttle = d
+                .write_limit
+                .map(|b| format!(",throttling.bps-write={b}"))
+                .unwrap_or_default();
             a.push(format!(
-                "file={file},format={},if=none,id={id}{snapshot}{ro}",
+                "file={file},format={},if=none,id={id}{snapshot}{ro}{throttle}",
                 d.format
             ));
             let serial = d

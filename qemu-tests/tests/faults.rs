@@ -186,7 +186,11 @@ fn a_mirror_that_vanishes_mid_copy_stops_cleanly_and_a_rerun_completes() {
         .memory_mib(2048)
         .append(CONVERT)
         .qmp();
-    for d in disks(&p, Bus::VirtioScsi) {
+    let mut d = disks(&p, Bus::VirtioScsi);
+    // Root's copy takes about a second at full speed: at 16 MiB/s it lasts long enough to
+    // pull the disk out in the middle of it.
+    d[1] = d[1].clone().write_limit(16 << 20);
+    for d in d {
         b = b.disk(d);
     }
     let mut vm = b.spawn(&scratch.dir.join("pulled")).unwrap();
