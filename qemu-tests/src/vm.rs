@@ -104,10 +104,16 @@ impl Disk {
     }
 }
 
-/// A blkdebug rule: fail every `event` (`read_aio`, `write_aio`) whose request covers
-/// 512-byte `sector` with EIO.
+/// A blkdebug rule: once `event` (`read_aio`, `write_aio`) has happened anywhere on the
+/// disk, fail with EIO every request, read or write, that covers 512-byte `sector`.
 pub fn blkdebug_rule(event: &str, sector: u64) -> String {
     format!("[inject-error]\nevent = \"{event}\"\nerrno = \"5\"\nsector = \"{sector}\"\nonce = \"off\"\n")
+}
+
+/// A blkdebug rule that fails only *reads* covering `sector` (`iotype = "read"`): a
+/// write there succeeds, reading it back fails.
+pub fn blkdebug_read_rule(sector: u64) -> String {
+    format!("{}iotype = \"read\"\n", blkdebug_rule("read_aio", sector))
 }
 
 /// Firmware the machine starts with.

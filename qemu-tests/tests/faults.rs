@@ -7,7 +7,7 @@
 
 use qemu_tests::fixture::{self, copy_image};
 use qemu_tests::images::{self, run};
-use qemu_tests::vm::{blkdebug_rule, Bus, Disk, VmBuilder};
+use qemu_tests::vm::{blkdebug_read_rule, blkdebug_rule, Bus, Disk, VmBuilder};
 use qemu_tests::{RescueImage, Scratch};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -131,13 +131,13 @@ fn stopped_then_rerun_completes(
     assert_ne!(c.started_from, "new", "the rerun did not resume the job");
 }
 
-/// A blkdebug EIO on `event` at root's copy of `/usr/bin/bash` on the mirror.
-fn mirror_fault(event: &str, says: &str, tag: &str) {
+/// A blkdebug EIO by `rule` at root's copy of `/usr/bin/bash` on the mirror.
+fn mirror_fault(rule: impl Fn(u64) -> String, says: &str, tag: &str) {
     let scratch = Scratch::new(&format!("fault-mirror-{tag}")).unwrap();
     let p = pair(&scratch);
     let sector = mirror_sector_of_root_file(&p.source, p.size, "/usr/bin/bash");
     let rules = scratch.path("mirror.blkdebug");
-    std::fs::write(&rules, blkdebug_rule(event, sector)).unwrap();
+    std::fs::write(&rules, rule(sector)).unwrap();
     let mut d = disks(&p, Bus::Virtio);
     d[1] = d[1].clone().faults(&rules);
     let r = convert(&scratch, "faulty", d);
@@ -147,13 +147,25 @@ fn mirror_fault(event: &str, says: &str, tag: &str) {
 #[test]
 #[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
 fn a_mirror_write_error_stops_the_copy_cleanly_and_a_rerun_completes() {
-    mirror_fault("write_aio", "writing the target failed at byte", "write");
+    mirror_fault(
+        |s| blkdebug_rule("write_aio", s),
+        "writing the target failed at byte",
+        "write",
+    );
 }
 
-// No read-back case yet: a blkdebug `read_aio` EIO at the block's sector on the mirror
-// already fails the *write* of that block (seen 2026-12-01: "writing the target failed at
-// byte 71958528"), so it never reaches the read-back. Injecting only after the copy's
-// writes needs a blkdebug state rule keyed to that moment.
+/// The write lands, reading it back fails: the verification's own error. (A plain
+/// `read_aio` rule is armed by any read and then fails the *write* of that sector too:
+/// seen 2026-12-01; `iotype = "read"` keeps it to reads.)
+#[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it (a failed and a completed conversion)"]
+fn a_mirror_read_back_error_stops_the_copy_cleanly_and_a_rerun_completes() {
+    mirror_fault(
+        blkdebug_read_rule,
+        "reading the target back failed at byte",
+        "read-back",
+    );
+}
 
 /// A read error in the root filesystem's data on the source during the copy.
 #[test]
