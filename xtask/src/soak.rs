@@ -338,7 +338,12 @@ fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(Stri
                     let uuid = field("Array UUID");
                     let uuid = if uuid.is_empty() { field("UUID") } else { uuid };
                     let events = field("Events").parse::<u64>().unwrap_or(0);
-                    let state = field("Array State");
+                    // "AA ('A' == active, '.' == missing, ...)": the legend has a '.'.
+                    let state = field("Array State")
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
                     let st = p.md.as_ref();
                     let agrees = st.is_some_and(|s| s.events == events);
                     out.push((
