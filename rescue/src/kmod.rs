@@ -94,9 +94,7 @@ impl ModuleIndex {
             .map(|n| (n.clone(), self.modules[n].0.clone()))
             .collect()
     }
-}
 
-impl ModuleIndex {
     /// [`Self::load_plan`] cut into waves: every module's dependencies are in earlier
     /// waves, so the modules of one wave can load side by side (their probes overlap: a
     /// SATA controller's link wait no longer holds up a virtio disk).
