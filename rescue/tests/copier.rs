@@ -16,6 +16,25 @@ fn ranges(v: &[(u64, u64)]) -> Extents {
     Extents::from_ranges(v.iter().map(|&(s, e)| (Bytes(s), Bytes(e))).collect())
 }
 
+/// Copies `[0, len)` of `src` to `target_offset` on `dst`, expecting an error.
+fn failed_copy<S: ReadAt, T: WriteAt>(
+    src: &S,
+    dst: &T,
+    len: u64,
+    target_offset: Bytes,
+    opts: &CopyOptions,
+) -> CopyError {
+    copier::copy(
+        src,
+        dst,
+        &ranges(&[(0, len)]),
+        target_offset,
+        opts,
+        &mut |_| {},
+    )
+    .expect_err("the copy went through the fault")
+}
+
 /// One worker, no bridging: writes happen in source order, one at a time.
 fn small_opts() -> CopyOptions {
     CopyOptions {
@@ -166,15 +185,7 @@ fn verify_inside_copy_fails_when_the_target_returns_other_data() {
         verify: true,
         ..small_opts()
     };
-    let e = copier::copy(
-        &src,
-        &dst,
-        &ranges(&[(0, 256 << 10)]),
-        Bytes(0),
-        &opts,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let e = failed_copy(&src, &dst, 256 << 10, Bytes(0), &opts);
     assert!(
         matches!(
             e,
@@ -196,15 +207,7 @@ fn read_error_stops_the_copy_and_names_the_offset() {
         bad,
     };
     let dst = RecordingTarget::new();
-    let e = copier::copy(
-        &src,
-        &dst,
-        &ranges(&[(0, 1 << 20)]),
-        Bytes(0),
-        &small_opts(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let e = failed_copy(&src, &dst, 1 << 20, Bytes(0), &small_opts());
     match &e {
         CopyError::Read { offset, source } => {
             assert_eq!(offset.0, 5 * (64 << 10));
@@ -230,15 +233,7 @@ fn write_error_stops_the_copy_and_names_the_offset() {
         fail_at: Some(3 * (64 << 10) + 1),
         ..RecordingTarget::new()
     };
-    let e = copier::copy(
-        &src,
-        &dst,
-        &ranges(&[(0, 1 << 20)]),
-        Bytes(4096),
-        &small_opts(),
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let e = failed_copy(&src, &dst, 1 << 20, Bytes(4096), &small_opts());
     match &e {
         CopyError::Write { offset, .. } => assert_eq!(offset.0, 2 * (64 << 10) + 4096),
         other => panic!("{other:?}"),
@@ -319,15 +314,7 @@ fn verify_as_written_names_the_piece_that_reads_back_wrong() {
         target_uncached: true,
         ..small_opts()
     };
-    let e = copier::copy(
-        &src,
-        &dst,
-        &ranges(&[(0, 1 << 20)]),
-        Bytes(0),
-        &opts,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let e = failed_copy(&src, &dst, 1 << 20, Bytes(0), &opts);
     let CopyError::Mismatch { offset, len } = e else {
         panic!("{e:?}")
     };
@@ -349,15 +336,7 @@ fn with_four_workers_an_error_starts_no_new_piece() {
         workers: 4,
         ..small_opts()
     };
-    let e = copier::copy(
-        &src,
-        &dst,
-        &ranges(&[(0, 8 << 20)]),
-        Bytes(0),
-        &opts,
-        &mut |_| {},
-    )
-    .unwrap_err();
+    let e = failed_copy(&src, &dst, 8 << 20, Bytes(0), &opts);
     let CopyError::Read { offset, .. } = e else {
         panic!("{e:?}")
     };
