@@ -585,12 +585,12 @@ fn power_cuts_resume_on(name: &str, bus: Bus) {
     let scratch = Scratch::new(&format!("convert-power-cut-{name}")).unwrap();
     let d = prepare(name, &scratch);
     let image = RescueImage::locate().unwrap();
-    let cut_at = |tag: &str, marker: &str, delay: Duration| {
+    let cut_at = |tag: &str, marker: &str, delay: Duration, mirror: Disk| {
         let mut vm = VmBuilder::rescue(&image)
             .memory_mib(2048)
             .append(AUTO)
             .disk(Disk::new(&d.source, bus).serial("XS-SOURCE"))
-            .disk(Disk::new(&d.mirror, bus).serial("XS-MIRROR"))
+            .disk(mirror)
             .spawn(&scratch.dir.join(tag))
             .unwrap();
         vm.wait_until(CONVERT_TIMEOUT, marker, |log| {
@@ -600,17 +600,21 @@ fn power_cuts_resume_on(name: &str, bus: Bus) {
         std::thread::sleep(delay);
         vm.kill();
     };
-    // Mid-copy: the root copy has shown progress.
+    let mirror = Disk::new(&d.mirror, bus).serial("XS-MIRROR");
+    // Mid-copy: the root copy has shown progress. At full speed it takes about a second
+    // and never prints a progress line; at 16 MiB/s it lasts long enough to.
     cut_at(
         "cut-copy",
         "convert: copy root:",
         Duration::from_millis(500),
+        mirror.clone().write_limit(16 << 20),
     );
     // Resumed, then cut right after the source's new partition table is on disk.
     cut_at(
         "cut-repartition",
         "convert: source repartitioned",
         Duration::ZERO,
+        mirror,
     );
     // The disks on swapped ports: their kernel names swap too, as probe order can on
     // a real host between two boots. The job finds them by identity, not by name.
