@@ -7,6 +7,7 @@
 //! else `target/rescue/`; a missing image is an error telling how to build it.
 
 pub mod backup;
+pub mod examine;
 pub mod fixture;
 pub mod images;
 pub mod vm;

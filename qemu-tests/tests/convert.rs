@@ -3,6 +3,7 @@
 //! the probe's `FIXTURE-STATUS`: `/`, `/var/log` and swap on md, every checksum ok.
 //! Also: dry run and preflight errors write nothing; a rerun says "already converted".
 
+use qemu_tests::examine;
 use qemu_tests::fixture::{
     self, boot_xen, boot_xen_then, checksums_ok, copy_image, AfterStatus, Expect,
 };
@@ -874,6 +875,14 @@ fn replace_dead_disk_on(name: &str, full: bool, refusals: bool) {
     assert!(report.ok, "convert: {:?}", report.errors);
     let plan = report.convert.unwrap().plan.unwrap();
     assert!(plan.arrays.iter().all(|a| a.bitmap), "bitmaps by default");
+    // Inspect against mdadm on the healthy host: both members of every array in sync.
+    let healthy = examine::inspect_agrees_with_mdadm(&[&d.source, &d.mirror])
+        .unwrap_or_else(|e| panic!("healthy host: {e:#}"));
+    assert_eq!(healthy.len(), plan.arrays.len(), "{healthy:#?}");
+    for a in &healthy {
+        assert_eq!(a.state, "healthy", "{a:#?}");
+        assert_eq!(in_sync_members(a), 2, "{a:#?}");
+    }
     if refusals {
         refusals_write_nothing(&scratch, &d, size);
     }
@@ -890,6 +899,25 @@ fn replace_dead_disk_on(name: &str, full: bool, refusals: bool) {
     check_mdadm(&st, &plan, "source alone");
     check_bitmaps(&st, &plan, "source alone");
     check_loader(&scratch.dir.join("source-alone"), &d.host, "source alone");
+    // The degraded host: inspect of its disk agrees with mdadm --examine, and with what
+    // the booted host's kernel and mdadm --detail showed.
+    let degraded = examine::inspect_agrees_with_mdadm(&[&d.source])
+        .unwrap_or_else(|e| panic!("degraded host: {e:#}"));
+    examine::views_agree_with_detail(&degraded, &st)
+        .unwrap_or_else(|e| panic!("degraded host: {e:#}"));
+    for a in &degraded {
+        assert!(a.degraded && a.missing_slots.len() == 1, "{a:#?}");
+        assert_eq!(in_sync_members(a), 1, "{a:#?}");
+    }
+    // The stale host (the mirror put back): its members are stale by mdadm's events.
+    let stale = examine::inspect_agrees_with_mdadm(&[&d.source, &d.mirror])
+        .unwrap_or_else(|e| panic!("stale host: {e:#}"));
+    for a in &stale {
+        let st: Vec<&str> = a.members.iter().map(|m| m.status.as_str()).collect();
+        assert!(a.degraded, "{a:#?}");
+        assert_eq!(st.iter().filter(|s| **s == "stale").count(), 1, "{a:#?}");
+        assert_eq!(in_sync_members(a), 1, "{a:#?}");
+    }
     let degraded_write = st["boots"]
         .as_array()
         .and_then(|b| b.last())
@@ -1017,18 +1045,37 @@ fn replace_dead_disk_on(name: &str, full: bool, refusals: bool) {
     });
 }
 
-/// `replace` on a host with nothing degraded, and onto a disk too small, and `convert` on
-/// a degraded converted host: refused, every disk unchanged (two VMs at a time).
+fn in_sync_members(a: &rescue::arrays::ArrayView) -> usize {
+    a.members.iter().filter(|m| m.status == "in_sync").count()
+}
+
+/// `replace` refused with every disk unchanged (two VMs at a time): a host with nothing
+/// degraded, a new disk too small, a new disk not blank (and not named in `rescue.wipe=`),
+/// survivor and new the same disk, a survivor holding arrays of two hosts; and `convert`
+/// on a degraded converted host.
 fn refusals_write_nothing(scratch: &Scratch, d: &Disks, size: u64) {
     let small = scratch.path("small.img");
     images::blank_disk(&small, size / 4).unwrap();
-    let mirror_copy = scratch.path("mirror-for-small.img");
+    // The mirror alone is a survivor (its arrays miss the source's members); each VM
+    // gets its own copy (QEMU locks an image against a second writer).
+    let mirror_copy = scratch.path("mirror-a.img");
     copy_image(&d.mirror, &mirror_copy).unwrap();
-    let blank = scratch.path("blank-for-convert.img");
+    let mirror_b = scratch.path("mirror-b.img");
+    copy_image(&d.mirror, &mirror_b).unwrap();
+    let two_hosts = scratch.path("two-hosts.img");
+    copy_image(&d.mirror, &two_hosts).unwrap();
+    rename_one_array(&two_hosts, "otherhost");
+    let blank = scratch.path("blank-a.img");
     images::blank_disk(&blank, size).unwrap();
+    let blank_b = scratch.path("blank-b.img");
+    images::blank_disk(&blank_b, size).unwrap();
+    // Not blank: an empty GPT, as a disk fresh from another machine's installer may be.
+    let used = scratch.path("used.img");
+    images::blank_disk(&used, size).unwrap();
+    run(Command::new("sgdisk").arg("-o").arg(&used)).unwrap();
     // (log directory, disks with serials, arguments, what the error says)
     type Case<'a> = (&'a str, [(&'a Path, &'a str); 2], String, &'a str);
-    let cases: [Case<'_>; 3] = [
+    let cases: [Case<'_>; 6] = [
         // A degraded converted host needs replace; convert says so.
         (
             "refuse-convert-degraded",
@@ -1047,6 +1094,25 @@ fn refusals_write_nothing(scratch: &Scratch, d: &Disks, size: u64) {
             [(&mirror_copy, "XS-MIRROR"), (&small, "XS-SMALL")],
             format!("{REPLACE} rescue.new=serial:XS-SMALL"),
             "smaller than",
+        ),
+        (
+            "refuse-two-hosts",
+            [(&two_hosts, "XS-MIRROR"), (&blank_b, "XS-NEW")],
+            REPLACE.to_string(),
+            "arrays of two hosts (",
+        ),
+        (
+            "refuse-not-blank",
+            [(&mirror_copy, "XS-MIRROR"), (&used, "XS-USED")],
+            format!("{REPLACE} rescue.new=serial:XS-USED"),
+            "is not blank",
+        ),
+        (
+            "refuse-same-disk",
+            [(&mirror_b, "XS-MIRROR"), (&blank_b, "XS-NEW")],
+            "rescue.action=replace rescue.survivor=serial:XS-MIRROR rescue.new=serial:XS-MIRROR"
+                .to_string(),
+            "the same disk",
         ),
     ];
     for pair in cases.chunks(2) {
@@ -1067,6 +1133,51 @@ fn refusals_write_nothing(scratch: &Scratch, d: &Disks, size: u64) {
             }
         });
     }
+}
+
+/// Gives the last 1.x array on `img` another host's name (`mdadm --update=name`'s
+/// effect), checked with the real `mdadm --examine`.
+fn rename_one_array(img: &Path, homehost: &str) {
+    use rescue::formats::{md, Window};
+    use rescue::units::Sectors;
+    let disk = rescue::inspect::inspect_path(img).unwrap();
+    let (p, old) = disk
+        .partitions
+        .iter()
+        .rev()
+        .find_map(|p| match &p.content {
+            Some(rescue::inspect::Content::MdMember {
+                name: Some(n),
+                metadata,
+                ..
+            }) if metadata != "0.90" => Some((p, n.clone())),
+            _ => None,
+        })
+        .expect("a 1.x array to rename");
+    let new = format!(
+        "{homehost}:{}",
+        old.split_once(':').map_or(old.as_str(), |(_, n)| n)
+    );
+    let mut name = [0u8; 32];
+    name[..new.len()].copy_from_slice(new.as_bytes());
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(img)
+        .unwrap();
+    let start = p.start_lba * u64::from(disk.logical_sector_size);
+    let mut w = Window::new(f, start, p.size_bytes);
+    md::update(
+        &mut w,
+        Sectors(p.size_bytes / 512),
+        &[md::Update::Name(name)],
+    )
+    .unwrap();
+    let (_, ex) = examine::examine_image(img).unwrap();
+    assert!(
+        ex.iter().any(|e| e.name.as_deref() == Some(new.as_str())),
+        "mdadm does not see the new name {new}: {ex:#?}"
+    );
 }
 
 /// A crashed host, made the way a real crash makes one: the xs7 fixture booted with Xen

@@ -353,3 +353,40 @@ fn updates_are_accepted_by_mdadm() {
         }
     }
 }
+
+/// A renamed 1.x member (`mdadm --update=name`'s effect): mdadm reads the new name with a
+/// correct checksum; 0.90 has no name and the update is refused, the member unchanged.
+#[test]
+fn a_name_update_is_read_by_mdadm() {
+    use rescue::formats::md::{update, Update};
+    let mut name = [0u8; 32];
+    name[..13].copy_from_slice(b"otherhost:log");
+    for version in [
+        MetadataVersion::V0_90,
+        MetadataVersion::V1_0,
+        MetadataVersion::V1_2,
+    ] {
+        let dir = TempDir::new(&format!("rename-{version}"));
+        let bytes = 100 * MIB;
+        let degraded = spec(vec![Some(Role::Active(0)), None], true);
+        write_and_examine(&dir, "a.img", bytes, version, true, &degraded, 0);
+        let path = dir.0.join("a.img");
+        let before = std::fs::read(&path).unwrap();
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let r = update(&mut f, Sectors(bytes / 512), &[Update::Name(name)]);
+        drop(f);
+        let (m, text) = examine(&path);
+        assert!(m["Checksum"].ends_with("- correct"), "{version}\n{text}");
+        if version == MetadataVersion::V0_90 {
+            assert!(r.is_err(), "0.90 has no name");
+            assert_eq!(before, std::fs::read(&path).unwrap(), "0.90: written");
+        } else {
+            assert_eq!(r.unwrap().name, "otherhost:log");
+            assert_eq!(m["Name"], "otherhost:log", "{text}");
+        }
+    }
+}

@@ -13,6 +13,7 @@
 //! Not in CI: twenty conversions take hours under TCG.
 
 use anyhow::{bail, Context, Result};
+use qemu_tests::examine::on_loop;
 use qemu_tests::fixture::{self, boot_xen, checksums_ok, copy_image};
 use qemu_tests::images;
 use qemu_tests::vm::{Bus, Disk, Vm, VmBuilder};
@@ -392,27 +393,6 @@ fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(Stri
     }
     out.push(("boot code on both disks".into(), boot_code(source, mirror)));
     out
-}
-
-/// Runs `f` on a read-only loop device over `len` bytes of `img` from `offset`.
-fn on_loop<T>(img: &Path, offset: u64, len: u64, f: impl FnOnce(&str) -> Result<T>) -> Result<T> {
-    let dev = tool(
-        "losetup",
-        &[
-            "--find",
-            "--show",
-            "--read-only",
-            "--offset",
-            &offset.to_string(),
-            "--sizelimit",
-            &len.to_string(),
-            img.to_str().context("image path")?,
-        ],
-    )?;
-    let dev = dev.trim().to_string();
-    let r = f(&dev);
-    let _ = tool("losetup", &["-d", &dev]);
-    r
 }
 
 fn tool(name: &str, args: &[&str]) -> Result<String> {

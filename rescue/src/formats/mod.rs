@@ -12,7 +12,7 @@ pub mod swap;
 pub mod vfat;
 pub mod vhd;
 
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 /// A `Read + Seek` view of `len` bytes of another reader starting at byte `start`, so a
 /// format reader that expects its device at offset 0 can read a partition (or an md
@@ -56,6 +56,28 @@ impl<R: Read + Seek> Read for Window<R> {
         let n = self.inner.read(&mut buf[..want])?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+/// Writes stop at the end of the window (a short write; `write_all` then fails).
+impl<W: Write + Seek> Write for Window<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let Some(at) = self.start.checked_add(self.pos) else {
+            return Ok(0);
+        };
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        if want == 0 {
+            return Ok(0);
+        }
+        self.inner.seek(SeekFrom::Start(at))?;
+        let n = self.inner.write(&buf[..want])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -138,6 +160,19 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert!(w.seek(SeekFrom::Current(-100)).is_err());
         assert_eq!(w.seek(SeekFrom::End(0)).unwrap(), 20);
+    }
+
+    #[test]
+    fn window_writes_inside_its_range_only() {
+        let mut w = Window::new(Cursor::new(vec![0u8; 32]), 8, 8);
+        w.seek(SeekFrom::Start(4)).unwrap();
+        w.write_all(&[1, 2, 3]).unwrap();
+        // The window's end stops a write: write_all reports it, nothing spills over.
+        let e = w.write_all(&[9, 9, 9]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
+        let data = w.into_inner().into_inner();
+        assert_eq!(&data[8..16], &[0, 0, 0, 0, 1, 2, 3, 9]);
+        assert!(data[16..].iter().all(|b| *b == 0));
     }
 
     #[test]

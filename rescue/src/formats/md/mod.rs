@@ -548,6 +548,8 @@ pub enum Update {
     Clean(bool),
     /// Unix seconds.
     UpdateTime(u64),
+    /// The 1.x `homehost:name`, NUL-padded (mdadm's `--update=name`); 0.90 has none.
+    Name([u8; 32]),
 }
 
 /// Applies `updates` to the superblock found on this member and rewrites it with a fresh

@@ -424,6 +424,11 @@ pub(super) fn apply(raw: &mut [u8], u: &Update, events: u64) -> Result<()> {
             );
         }
         Update::UpdateTime(t) => put(raw, W_UTIME, u32::try_from(t).unwrap_or(u32::MAX)),
+        Update::Name(_) => {
+            return Err(MdError::InvalidSpec(
+                "0.90 metadata has no name: its UUID is the array's identity".into(),
+            ))
+        }
     }
     Ok(())
 }

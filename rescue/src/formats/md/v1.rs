@@ -338,6 +338,7 @@ pub(super) fn apply(raw: &mut [u8], u: &Update, events: u64) -> Result<()> {
         Update::Events(_) | Update::BumpEvents => put64(raw, off::EVENTS, events),
         Update::Clean(clean) => put64(raw, off::RESYNC_OFFSET, if clean { u64::MAX } else { 0 }),
         Update::UpdateTime(t) => put64(raw, off::UTIME, t & ((1 << 40) - 1)),
+        Update::Name(name) => raw[off::SET_NAME..off::SET_NAME + 32].copy_from_slice(&name),
     }
     Ok(())
 }
