@@ -840,8 +840,10 @@ const REPLACE: &str = "rescue.action=replace rescue.survivor=auto rescue.new=aut
 
 /// The day a disk dies, on a host converted and in sync: the mirror died, the source runs
 /// the host alone (and writes: the probe's boot line on root). From that state:
-/// - a blank disk in the mirror's place: `replace` rebuilds it, and **the new disk alone**
-///   boots with every checksum and the degraded boot's write;
+/// - a blank disk in the mirror's place: `replace` is cut off (power) as the bootloader
+///   goes on, the same arguments rebuild it, and **the new disk alone** boots with every
+///   checksum and the degraded boot's write; inspect agrees with mdadm on the healthy,
+///   degraded and stale states;
 /// - e2e, at the same time (two VMs): the mirror comes back instead: `replace` re-adds it
 ///   and the bitmap limits the recovery (sectors written to it against the array's size);
 ///   then both disks boot `[UU]`. And first, refusals with every disk unchanged: nothing
@@ -943,16 +945,41 @@ fn replace_dead_disk_on(name: &str, full: bool, refusals: bool) {
     images::blank_disk(&new, size).unwrap();
     std::thread::scope(|s| {
         s.spawn(|| {
+            // A power cut as the host's bootloader goes on the new disk (its table is
+            // written, no member has joined): the same arguments again go on from there.
+            let args = format!("{REPLACE} rescue.wait-resync=yes");
+            let mut vm = VmBuilder::rescue(&RescueImage::locate().unwrap())
+                .memory_mib(2048)
+                .append(&args)
+                .disk(Disk::new(&d.source, Bus::Virtio).serial("XS-SOURCE"))
+                .disk(Disk::new(&new, Bus::Virtio).serial("XS-NEW"))
+                .spawn(&scratch.dir.join("replace-cut"))
+                .unwrap();
+            let marker = "replace: bootloader-new";
+            vm.wait_until(CONVERT_TIMEOUT, marker, |log| {
+                log.contains(marker).then_some(())
+            })
+            .unwrap();
+            vm.kill();
+            let half = rescue::inspect::inspect_path(&new).unwrap();
+            assert!(
+                half.table.as_deref() == Some("gpt")
+                    && half.partitions.iter().all(|p| !matches!(
+                        p.content,
+                        Some(rescue::inspect::Content::MdMember { .. })
+                    )),
+                "the cut should leave the table and no member: {half:#?}"
+            );
             let r = rescue_boot(
                 &scratch,
                 "replace-new",
                 &[(&d.source, "XS-SOURCE"), (&new, "XS-NEW")],
-                &format!("{REPLACE} rescue.wait-resync=yes"),
+                &args,
                 CONVERT_TIMEOUT,
             );
             assert!(
                 r.ok,
-                "replace onto a blank disk: {:?}\n{:#?}",
+                "replace onto the half-prepared disk: {:?}\n{:#?}",
                 r.errors, r.replace
             );
             let rep = r.replace.unwrap();

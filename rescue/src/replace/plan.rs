@@ -139,6 +139,42 @@ fn needed_bytes(d: &Disk) -> u64 {
     end + 16384.max(32 * ss) + ss
 }
 
+/// The partition on `d` with `number`, when it has the survivor's partition's place and
+/// size and nothing in it: what an earlier `replace` cut off before that member joined
+/// left behind.
+fn empty_twin<'a>(
+    d: &'a Disk,
+    survivor: &Disk,
+    number: u32,
+) -> Option<&'a crate::inspect::Partition> {
+    let want = survivor.partitions.iter().find(|p| p.number == number)?;
+    let p = d.partitions.iter().find(|p| p.number == number)?;
+    (d.logical_sector_size == survivor.logical_sector_size
+        && p.start_lba == want.start_lba
+        && p.size_bytes == want.size_bytes
+        && p.content.is_none())
+    .then_some(p)
+}
+
+/// `d` carries the survivor's partition table (every partition in its place) and nothing
+/// in the partitions the arrays use: an earlier `replace` wrote the table and was cut off
+/// before any member joined. Such a disk is rebuilt without `rescue.wipe=`: it holds
+/// nothing, and another host's disk of the same layout holds filesystems there.
+fn prepared_by_replace(d: &Disk, survivor: &Disk, host: &[&ArrayView]) -> bool {
+    d.table.as_deref() == Some("gpt")
+        && d.partitions.len() == survivor.partitions.len()
+        && survivor.partitions.iter().all(|sp| {
+            let member = host
+                .iter()
+                .any(|a| members_on(a, survivor).any(|m| m.partition == Some(sp.number)));
+            d.partitions.iter().any(|p| {
+                p.number == sp.number
+                    && p.start_lba == sp.start_lba
+                    && p.size_bytes == sp.size_bytes
+            }) && (!member || empty_twin(d, survivor, sp.number).is_some())
+        })
+}
+
 fn describe(d: &Disk) -> String {
     match &d.table {
         Some(t) => format!(
@@ -240,7 +276,7 @@ pub fn plan(
                     .iter()
                     .filter(|d| {
                         d.path != survivor.path
-                            && (d.blank || wiped(d))
+                            && (d.blank || wiped(d) || prepared_by_replace(d, survivor, &host))
                             && d.size_bytes >= needed
                             && crate::convert::select::writable_target(d, "").is_ok()
                     })
@@ -274,7 +310,7 @@ pub fn plan(
         .filter(|a| !host.iter().any(|h| h.uuid == a.uuid) && members_on(a, new).next().is_some())
         .map(|a| a.uuid.as_str())
         .collect();
-    let mode = if wiped(new) || new.blank {
+    let mode = if wiped(new) || new.blank || prepared_by_replace(new, survivor, &host) {
         Mode::Rebuild
     } else if !foreign.is_empty() {
         return Err(ReplaceError::ForeignMembers(
@@ -317,6 +353,9 @@ pub fn plan(
                     }
                     Some(b) => (b.partition.unwrap_or(part), MemberAction::ReAdd),
                     None if !a.degraded => (part, MemberAction::Nothing),
+                    // An earlier run was cut off before this member joined: its
+                    // partition is there and empty.
+                    None if empty_twin(new, survivor, part).is_some() => (part, MemberAction::Add),
                     None => {
                         return Err(ReplaceError::ReAddIncomplete {
                             new: new.path.clone(),
@@ -652,6 +691,85 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(e, ReplaceError::NotASurvivor(_)), "{e}");
+    }
+
+    /// The new disk as an earlier run left it when cut off after writing the table: the
+    /// survivor's partitions in their places, empty.
+    fn table_only(path: &str, survivor: &Disk) -> Disk {
+        let mut d = blank(path, survivor.size_bytes);
+        d.blank = false;
+        d.table = Some("gpt".into());
+        d.partitions = survivor
+            .partitions
+            .iter()
+            .map(|p| Partition {
+                number: p.number,
+                start_lba: p.start_lba,
+                size_bytes: p.size_bytes,
+                ..Default::default()
+            })
+            .collect();
+        d
+    }
+
+    #[test]
+    fn a_run_cut_off_after_the_table_is_resumed_without_wipe() {
+        let alone = host_disk("/dev/sda", 0, 90, &[Some(0), None]);
+        let half = table_only("/dev/sdb", &alone);
+        for new in [None, Some("sdb")] {
+            let p = plan_for(&[alone.clone(), half.clone()], &Options { new, ..auto() }).unwrap();
+            assert_eq!((p.mode, p.new.path.as_str()), (Mode::Rebuild, "/dev/sdb"));
+        }
+        // The same layout with a filesystem where a member goes: another host's disk.
+        let mut other = half.clone();
+        other.partitions[1].content = Some(Content::Ext {
+            version: "ext3".into(),
+            label: None,
+            uuid: "5f1c".into(),
+        });
+        let e = plan_for(&[alone.clone(), other.clone()], &auto()).unwrap_err();
+        assert!(matches!(e, ReplaceError::NoNewDisk(..)), "{e}");
+        let e = plan_for(
+            &[alone.clone(), other],
+            &Options {
+                new: Some("sdb"),
+                ..auto()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(e, ReplaceError::NotBlank(..)), "{e}");
+        // Another size or place is not the survivor's table either.
+        let mut moved = half;
+        moved.partitions[0].start_lba += 8;
+        let e = plan_for(&[alone, moved], &auto()).unwrap_err();
+        assert!(matches!(e, ReplaceError::NoNewDisk(..)), "{e}");
+    }
+
+    #[test]
+    fn a_run_cut_off_between_members_adds_the_rest() {
+        let alone = host_disk("/dev/sda", 0, 90, &[Some(0), None]);
+        // Root's member joined (and was then left behind as the survivor went on); logs'
+        // partition is there, empty.
+        let mut half = table_only("/dev/sdb", &alone);
+        half.partitions[0] = member(
+            1,
+            ROOT,
+            "xenserver:root",
+            "root",
+            sb(40, 1, &[Some(0), Some(1)]),
+        );
+        let p = plan_for(&[alone.clone(), half.clone()], &auto()).unwrap();
+        assert_eq!(p.mode, Mode::ReAdd);
+        let acts: Vec<_> = p
+            .arrays
+            .iter()
+            .map(|a| (a.new_partition, a.action))
+            .collect();
+        assert_eq!(acts, [(1, MemberAction::ReAdd), (5, MemberAction::Add)]);
+        // Without the empty partition it stays an error naming rescue.wipe=.
+        half.partitions.pop();
+        let e = plan_for(&[alone, half], &auto()).unwrap_err();
+        assert!(matches!(e, ReplaceError::ReAddIncomplete { .. }), "{e}");
     }
 
     #[test]
