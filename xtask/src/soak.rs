@@ -13,7 +13,7 @@
 //! Not in CI: twenty conversions take hours under TCG.
 
 use anyhow::{bail, Context, Result};
-use qemu_tests::examine::on_loop;
+use qemu_tests::examine::{self, on_loop};
 use qemu_tests::fixture::{self, boot_xen, checksums_ok, copy_image};
 use qemu_tests::images;
 use qemu_tests::vm::{Bus, Disk, Vm, VmBuilder};
@@ -298,8 +298,6 @@ fn one_cut(
 /// Every host-side check of a finished conversion, each with its outcome.
 fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(String, Result<()>)> {
     let mut out = Vec::new();
-    // disk, uuid, events, array state, recovering (a recovery offset or a spare's role)
-    let mut examined: Vec<(String, String, u64, String, bool)> = Vec::new();
     for (name, img) in [("source", source), ("mirror", mirror)] {
         let disk = match inspect::inspect_path(img) {
             Ok(d) => d,
@@ -325,48 +323,6 @@ fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(Stri
                     ),
                 ));
             }
-            let ex = on_loop(img, start, p.size_bytes, |dev| {
-                tool("mdadm", &["--examine", dev])
-            });
-            match ex {
-                Ok(text) => {
-                    let field = |k: &str| {
-                        text.lines()
-                            .find_map(|l| l.trim().strip_prefix(k)?.trim().strip_prefix(':'))
-                            .map(|v| v.trim().to_string())
-                            .unwrap_or_default()
-                    };
-                    let uuid = field("Array UUID");
-                    let uuid = if uuid.is_empty() { field("UUID") } else { uuid };
-                    let events = field("Events").parse::<u64>().unwrap_or(0);
-                    // "AA ('A' == active, '.' == missing, ...)": the legend has a '.'.
-                    let state = field("Array State")
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
-                    let st = p.md.as_ref();
-                    let agrees = st.is_some_and(|s| s.events == events);
-                    out.push((
-                        format!("{what}: mdadm --examine agrees with inspect"),
-                        if agrees {
-                            Ok(())
-                        } else {
-                            Err(anyhow::anyhow!(
-                                "mdadm events {events}, inspect {:?}",
-                                st.map(|s| s.events)
-                            ))
-                        },
-                    ));
-                    let recovering = text.contains("Recovery Offset")
-                        || field("Device Role").contains("spare")
-                        || text
-                            .lines()
-                            .any(|l| l.starts_with("this") && l.contains("spare"));
-                    examined.push((name.to_string(), uuid, events, state, recovering));
-                }
-                Err(e) => out.push((format!("{what}: mdadm --examine"), Err(e))),
-            }
             if let Some(Content::LvmPv { vg: Some(vg), .. }) = &p.inner {
                 out.push((
                     format!("{what}: SR LV checksums"),
@@ -375,21 +331,23 @@ fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(Stri
             }
         }
     }
-    // The two members of each array: same events, every slot active, neither recovering.
-    let mut uuids: Vec<&String> = examined.iter().map(|e| &e.1).collect();
-    uuids.sort();
-    uuids.dedup();
-    for u in uuids {
-        let m: Vec<_> = examined.iter().filter(|e| &e.1 == u).collect();
-        let ok = m.len() == 2 && m[0].2 == m[1].2 && m.iter().all(|e| !e.3.contains('.') && !e.4);
-        out.push((
-            format!("array {u}: both members in sync"),
-            if ok {
-                Ok(())
-            } else {
-                Err(anyhow::anyhow!("members {m:?}"))
-            },
-        ));
+    // mdadm --examine of every member agrees with inspect, and by mdadm's own numbers
+    // (events, roles, no recovery offset) both members of every array are in sync.
+    match examine::inspect_agrees_with_mdadm(&[source, mirror]) {
+        Ok(views) => {
+            for v in &views {
+                let in_sync = v.members.iter().filter(|m| m.status == "in_sync").count();
+                out.push((
+                    format!("array {}: both members in sync", v.uuid),
+                    if in_sync == 2 && !v.degraded {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!("members {:?}", v.members))
+                    },
+                ));
+            }
+        }
+        Err(e) => out.push(("mdadm --examine agrees with inspect".into(), Err(e))),
     }
     out.push(("boot code on both disks".into(), boot_code(source, mirror)));
     out
