@@ -217,9 +217,7 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
         for e in &ex {
             let m = v.members.iter().find(|m| m.device == e.device);
             let status = m.map(|m| m.status.as_str()).unwrap_or("?");
-            // A 1.x member with a recovery offset is one mdadm --detail shows "spare
-            // rebuilding"; inspect has no word for it yet (it says in_sync), so such a state
-            // fails here rather than pass on a guess.
+            // A 1.x member with a recovery offset: mdadm --detail's "spare rebuilding".
             let mdadm = if e.recovering {
                 "rebuilding"
             } else if e.role.starts_with("active") {

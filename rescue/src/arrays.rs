@@ -45,7 +45,8 @@ pub struct ArrayMember {
     pub events: u64,
     /// The member's own superblock says this slot (`None`: spare or faulty).
     pub slot: Option<u32>,
-    /// `in_sync`, `stale`, `spare`, `faulty` or `unreadable`.
+    /// `in_sync`, `rebuilding` (active, a recovery offset: not in sync yet), `stale`,
+    /// `spare`, `faulty` or `unreadable`.
     pub status: String,
 }
 
@@ -148,6 +149,9 @@ fn view(uuid: &str, found: &[Found<'_>]) -> ArrayView {
                 .copied()
                 .flatten();
             match f.sb.slot() {
+                // Its slot is not filled until the recovery ends (mdadm --detail:
+                // "spare rebuilding"); the kernel goes on from the offset.
+                Some(slot) if listed == Some(slot) && f.sb.recovering => "rebuilding",
                 Some(slot)
                     if listed == Some(slot)
                         && f.sb.events + 1 >= fresh.events
@@ -262,6 +266,7 @@ mod tests {
             active_slots: active.to_vec(),
             clean: true,
             bitmap: true,
+            recovering: false,
             utime: 0,
             problem: None,
         }
@@ -317,6 +322,22 @@ mod tests {
         assert_eq!(a[0].events, 80);
         assert!(human_line(&a[0]).ends_with(
             "DEGRADED: 1 of 2 in sync (/dev/sda1 slot 0); slot 1 missing; /dev/sdb1 stale (events 40, array at 80)"
+        ));
+    }
+
+    #[test]
+    fn a_member_being_rebuilt_is_not_in_sync() {
+        let both = [Some(0), Some(1)];
+        let mut rebuilding = sb(52, 1, "active 1", &both);
+        rebuilding.recovering = true;
+        let a = arrays(&[
+            disk("/dev/sda", 1, U, sb(52, 0, "active 0", &both)),
+            disk("/dev/sdb", 1, U, rebuilding),
+        ]);
+        assert_eq!(a[0].members[1].status, "rebuilding");
+        assert_eq!((a[0].degraded, a[0].missing_slots.clone()), (true, vec![1]));
+        assert!(human_line(&a[0]).ends_with(
+            "DEGRADED: 1 of 2 in sync (/dev/sda1 slot 0); slot 1 missing; /dev/sdb1 rebuilding"
         ));
     }
 

@@ -102,6 +102,9 @@ pub struct MdMemberState {
     pub clean: bool,
     /// An internal write-intent bitmap.
     pub bitmap: bool,
+    /// Active but still being rebuilt (a 1.x recovery offset): not in sync yet.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub recovering: bool,
     /// The superblock's update time, Unix seconds.
     pub utime: u64,
     /// Why the full superblock could not be read, when only its magic was found.
@@ -139,6 +142,7 @@ impl MdMemberState {
                 .collect(),
             clean: sb.clean,
             bitmap: sb.bitmap.is_some(),
+            recovering: sb.recovering() && matches!(sb.role, Role::Active(_)),
             utime: sb.utime,
             problem: None,
         }

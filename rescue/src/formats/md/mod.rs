@@ -145,6 +145,9 @@ pub struct BitmapInfo {
     pub events_cleared: u64,
 }
 
+/// 1.x `feature_map` bit: `recovery_offset` is valid (MD_FEATURE_RECOVERY_OFFSET).
+pub const FEATURE_RECOVERY_OFFSET: u32 = 2;
+
 /// A member's superblock as read.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Superblock {
@@ -179,6 +182,12 @@ impl Superblock {
     /// `mdadm --examine`'s "Array UUID" / "UUID".
     pub fn uuid_string(&self) -> String {
         format_uuid(&self.array_uuid)
+    }
+
+    /// A 1.x member still being rebuilt: its recovery offset is set (mdadm --examine's
+    /// "Recovery Offset", --detail's "spare rebuilding"). 0.90 keeps such a member a spare.
+    pub fn recovering(&self) -> bool {
+        self.version != MetadataVersion::V0_90 && self.feature_map & FEATURE_RECOVERY_OFFSET != 0
     }
 
     /// mdadm's "Array State" letters for the active slots: `A` present, `.` missing.
