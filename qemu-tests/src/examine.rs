@@ -49,9 +49,9 @@ pub struct Examined {
     /// `active 0`, `spare`, `faulty`: inspect's form of "Device Role" (1.x) or the `this`
     /// row of the descriptor table (0.90).
     pub role: String,
-    /// How many slots this superblock believes active ("Array State" A's on 1.x,
-    /// "Active Devices" on 0.90).
-    pub active: u32,
+    /// Per slot, whether this superblock believes it active (`A`) or not (`.`): 1.x
+    /// "Array State", 0.90 the descriptor table's raid-device rows.
+    pub slots: String,
     pub bitmap: bool,
     /// A recovery offset (a member being rebuilt).
     pub recovering: bool,
@@ -97,7 +97,8 @@ fn parse_examine(device: &str, text: &str) -> Result<Examined> {
     let events = get("Events")?;
     // Old mdadm printed 0.90's events as "hi.lo".
     let events = events.rsplit('.').next().unwrap_or(events);
-    let (role, active) = if v090 {
+    let raid_devices: u32 = get("Raid Devices")?.parse()?;
+    let (role, slots) = if v090 {
         // "this     0       8        1        0      active sync   /dev/sda1"
         let this = text
             .lines()
@@ -111,7 +112,22 @@ fn parse_examine(device: &str, text: &str) -> Result<Examined> {
         } else {
             "faulty".into()
         };
-        (role, get("Active Devices")?.parse()?)
+        // "   1     1       0        0        1      faulty removed": the row's index,
+        // Number, Major, Minor, RaidDevice, State.
+        let mut slots = vec!['.'; raid_devices as usize];
+        for row in text
+            .lines()
+            .filter(|l| l.trim_start().starts_with(char::is_numeric))
+        {
+            let slot = row
+                .split_whitespace()
+                .nth(4)
+                .and_then(|c| c.parse::<usize>().ok());
+            if let (Some(c), true) = (slot.and_then(|s| slots.get_mut(s)), row.contains("active")) {
+                *c = 'A';
+            }
+        }
+        (role, slots.into_iter().collect())
     } else {
         let r = get("Device Role")?;
         let role = match r.strip_prefix("Active device ") {
@@ -119,7 +135,7 @@ fn parse_examine(device: &str, text: &str) -> Result<Examined> {
             None => r.to_ascii_lowercase(),
         };
         let state = get("Array State")?.split_whitespace().next().unwrap_or("");
-        (role, state.chars().filter(|&c| c == 'A').count() as u32)
+        (role, state.to_string())
     };
     Ok(Examined {
         device: device.to_string(),
@@ -129,12 +145,12 @@ fn parse_examine(device: &str, text: &str) -> Result<Examined> {
             .then(|| get("Name").map(|n| n.split_whitespace().next().unwrap_or("").to_string()))
             .transpose()?,
         level: get("Raid Level")?.to_string(),
-        raid_devices: get("Raid Devices")?.parse()?,
+        raid_devices,
         events: events
             .parse()
             .with_context(|| format!("{device}: events"))?,
         role,
-        active,
+        slots,
         bitmap: fields.contains_key("Internal Bitmap"),
         recovering: fields.contains_key("Recovery Offset"),
         text: text.to_string(),
@@ -182,15 +198,7 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
             ("bitmap", view.bitmap.to_string(), e.bitmap.to_string()),
             ("events", m.events.to_string(), e.events.to_string()),
             ("role", p.role.clone(), e.role.clone()),
-            (
-                "active slots",
-                p.array_state
-                    .chars()
-                    .filter(|&c| c == 'A')
-                    .count()
-                    .to_string(),
-                e.active.to_string(),
-            ),
+            ("array state", p.array_state.clone(), e.slots.clone()),
         ];
         for (what, ours, theirs) in agree {
             if ours != theirs {
@@ -203,16 +211,24 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
             }
         }
     }
-    // mdadm's assembly verdict from its own numbers: the freshest superblock names the
-    // active slots; a member within one event of it in such a slot is in sync, one further
-    // behind is stale (what `mdadm --assemble` leaves out and `--detail` shows missing).
+    // The assembly verdict from mdadm's numbers: the freshest superblock names the active
+    // slots (the kernel takes each member's role from it); a member in such a slot within
+    // one event of it is in sync; one the freshest marks gone, or further behind, is stale
+    // (what `mdadm --assemble` leaves out and `--detail` shows missing).
     for v in &views {
         let ex: Vec<&Examined> = examined.iter().filter(|e| e.uuid == v.uuid).collect();
-        let Some(fresh) = ex.iter().map(|e| e.events).max() else {
+        let Some(freshest) = ex.iter().max_by_key(|e| e.events) else {
             bail!(
                 "array {}: inspect lists it, mdadm examined no member",
                 v.uuid
             );
+        };
+        let fresh = freshest.events;
+        let listed = |e: &Examined| {
+            e.role
+                .strip_prefix("active ")
+                .and_then(|n| n.parse::<usize>().ok())
+                .is_some_and(|slot| freshest.slots.chars().nth(slot) == Some('A'))
         };
         for e in &ex {
             let m = v.members.iter().find(|m| m.device == e.device);
@@ -221,7 +237,7 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
             let mdadm = if e.recovering {
                 "rebuilding"
             } else if e.role.starts_with("active") {
-                if e.events + 1 >= fresh {
+                if listed(e) && e.events + 1 >= fresh {
                     "in_sync"
                 } else {
                     "stale"
@@ -233,16 +249,17 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
             };
             if status != mdadm {
                 bail!(
-                    "{} ({}): inspect says {status}, mdadm's events {} against {fresh} say {mdadm}",
+                    "{} ({}): inspect says {status}, mdadm's events {} against {fresh} (the freshest lists {}) say {mdadm}",
                     e.device,
                     v.uuid,
-                    e.events
+                    e.events,
+                    freshest.slots
                 );
             }
         }
         let in_sync = ex
             .iter()
-            .filter(|e| e.role.starts_with("active") && !e.recovering && e.events + 1 >= fresh)
+            .filter(|e| listed(e) && !e.recovering && e.events + 1 >= fresh)
             .count() as u32;
         if v.degraded != (in_sync < v.raid_disks) {
             bail!(
