@@ -139,9 +139,18 @@ fn needed_bytes(d: &Disk) -> u64 {
     end + 16384.max(32 * ss) + ss
 }
 
-/// The partition on `d` with `number`, when it has the survivor's partition's place and
-/// size and nothing in it: what an earlier `replace` cut off before that member joined
-/// left behind.
+/// `p` is the survivor's partition `sp` as `replace` clones it: same number, place, size,
+/// type and name (the GUIDs are new).
+fn same_slot(p: &crate::inspect::Partition, sp: &crate::inspect::Partition) -> bool {
+    p.number == sp.number
+        && p.start_lba == sp.start_lba
+        && p.size_bytes == sp.size_bytes
+        && p.type_guid == sp.type_guid
+        && p.name == sp.name
+}
+
+/// The partition on `d` with `number`, when it is the survivor's partition's clone with
+/// nothing in it: what an earlier `replace` cut off before that member joined left behind.
 fn empty_twin<'a>(
     d: &'a Disk,
     survivor: &Disk,
@@ -150,8 +159,7 @@ fn empty_twin<'a>(
     let want = survivor.partitions.iter().find(|p| p.number == number)?;
     let p = d.partitions.iter().find(|p| p.number == number)?;
     (d.logical_sector_size == survivor.logical_sector_size
-        && p.start_lba == want.start_lba
-        && p.size_bytes == want.size_bytes
+        && same_slot(p, want)
         && p.content.is_none())
     .then_some(p)
 }
@@ -167,11 +175,8 @@ fn prepared_by_replace(d: &Disk, survivor: &Disk, host: &[&ArrayView]) -> bool {
             let member = host
                 .iter()
                 .any(|a| members_on(a, survivor).any(|m| m.partition == Some(sp.number)));
-            d.partitions.iter().any(|p| {
-                p.number == sp.number
-                    && p.start_lba == sp.start_lba
-                    && p.size_bytes == sp.size_bytes
-            }) && (!member || empty_twin(d, survivor, sp.number).is_some())
+            d.partitions.iter().any(|p| same_slot(p, sp))
+                && (!member || empty_twin(d, survivor, sp.number).is_some())
         })
 }
 
@@ -706,6 +711,8 @@ mod tests {
                 number: p.number,
                 start_lba: p.start_lba,
                 size_bytes: p.size_bytes,
+                type_guid: p.type_guid.clone(),
+                name: p.name.clone(),
                 ..Default::default()
             })
             .collect();
