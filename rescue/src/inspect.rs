@@ -507,6 +507,7 @@ fn recognize_xenserver(parts: &mut [Partition]) -> Option<XenServer> {
     let root_part = parts.iter().find(|p| p.number == root)?;
     let suffix = ext_label(root_part)?["root-".len()..].to_string();
     let root_size = root_part.size_bytes;
+    let root_type = root_part.type_guid.clone();
     let on_md = matches!(root_part.content, Some(Content::MdMember { .. }));
     let mut roles: Vec<(u32, &str)> = vec![(root, "root")];
     for p in parts.iter().filter(|p| p.number != root) {
@@ -530,10 +531,18 @@ fn recognize_xenserver(parts: &mut [Partition]) -> Option<XenServer> {
         }
     }
     // Backup: same size as root and not otherwise used; the installer puts it right after
-    // root's number, so prefer the closest number.
+    // root's number, so prefer the closest number. On a converted host it is an md member
+    // of root's type whose size may differ: the conversion grows root's partition for its
+    // md metadata and takes that room from the empty backup partition.
     let backup = parts
         .iter()
-        .filter(|p| p.size_bytes == root_size && !roles.iter().any(|(n, _)| *n == p.number))
+        .filter(|p| {
+            let converted_backup = on_md
+                && matches!(p.content, Some(Content::MdMember { .. }))
+                && p.type_guid == root_type;
+            (p.size_bytes == root_size || converted_backup)
+                && !roles.iter().any(|(n, _)| *n == p.number)
+        })
         .filter(|p| match effective(p) {
             None => true,
             Some(Content::Ext { label, .. }) => {

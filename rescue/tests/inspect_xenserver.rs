@@ -232,6 +232,56 @@ fn xenserver6_unaligned_with_legacy_boot_bit() {
     insta::assert_json_snapshot!(stable(disk));
 }
 
+/// A 6.x host as our conversion leaves it: root (0.90, at 1 MiB now) grew for its md
+/// metadata and the empty backup partition gave the room, so the two differ in size; the
+/// SR is an md 1.2 member. Still a 6.x install on md, with its backup (replace needs it).
+#[test]
+fn converted_6x_host_whose_backup_gave_room() {
+    let dir = TempDir::new("xs6-md");
+    let img = dir.path("xs6-md.img");
+    sparse_file(&img, 200 * MIB);
+    run(
+        "sgdisk",
+        &[
+            "-n1:2048:+66M",
+            "-t1:0700",
+            "-n2:0:+60M",
+            "-t2:0700",
+            "-n3:0:0",
+            "-t3:0700",
+            "-A1:set:2",
+            p(&img),
+        ],
+    );
+    let (o, s) = part_range(&img, 1);
+    mke2fs_at(
+        &img,
+        "ext3",
+        "root-abcdefgh",
+        "01010101-0000-4000-8000-000000000016",
+        o,
+        s - MIB,
+    );
+    md090_superblock(&img, o, s, [0x0a0b0c0d, 0x01020304, 0x05060708, 0x090a0b0c]);
+    let (o, s) = part_range(&img, 2);
+    md1_superblock(&img, o, s, 0, [0x22; 16], "xenserver:backup");
+    let (o, s) = part_range(&img, 3);
+    pv_at(&img, PV_UUID, VG, o + MIB, s - MIB);
+    md1_superblock(&img, o, s, 2, [0x33; 16], "xenserver:sr");
+    let disk = inspect_image(&img, 512);
+    let xs = disk
+        .xenserver
+        .as_ref()
+        .expect("converted 6.x layout not recognised");
+    assert_eq!(
+        (xs.layout.as_str(), xs.on_md, xs.has_local_sr),
+        ("6.x", true, true)
+    );
+    let roles: Vec<Option<&str>> = disk.partitions.iter().map(|p| p.role.as_deref()).collect();
+    assert_eq!(roles, [Some("root"), Some("backup"), Some("sr")]);
+    assert_ne!(disk.partitions[0].size_bytes, disk.partitions[1].size_bytes);
+}
+
 /// A host already converted: root and logs are md 1.0 members (type fd00) whose data area
 /// holds the original filesystems, the SR an md 1.2 member.
 #[test]
