@@ -840,7 +840,8 @@ const REPLACE: &str = "rescue.action=replace rescue.survivor=auto rescue.new=aut
 
 /// The day a disk dies, on a host converted and in sync: the mirror died, the source runs
 /// the host alone (and writes: the probe's boot line on root). From that state:
-/// - a blank disk in the mirror's place: `replace` is cut off (power) as the bootloader
+/// - a blank disk in the mirror's place: the dry run writes nothing and shows the plan;
+///   `replace` is cut off (power) as the bootloader
 ///   goes on, the same arguments rebuild it, and **the new disk alone** boots with every
 ///   checksum and the degraded boot's write; inspect agrees with mdadm on the healthy,
 ///   degraded and stale states;
@@ -950,6 +951,25 @@ fn replace_dead_disk_on(name: &str, full: bool, refusals: bool) {
             // GRUB's bootloader step lasts a minute under TCG; extlinux's is one MBR write,
             // over before the cut could land in it.
             let args = format!("{REPLACE} rescue.wait-resync=yes");
+            // The dry run prints the plan and writes nothing.
+            let paths = [d.source.as_path(), new.as_path()];
+            let before = hashes(&paths);
+            let r = rescue_boot(
+                &scratch,
+                "replace-dry-run",
+                &[(&d.source, "XS-SOURCE"), (&new, "XS-NEW")],
+                &format!("{args} rescue.dry-run=yes"),
+                CONVERT_TIMEOUT,
+            );
+            assert!(r.ok, "replace dry run: {:?}", r.errors);
+            let dry = r.replace.expect("the report has a replace section");
+            assert!(dry.dry_run && dry.steps.is_empty(), "{dry:#?}");
+            assert_eq!(
+                dry.plan.as_ref().map(|p| (p.mode, p.arrays.len())),
+                Some((rescue::replace::plan::Mode::Rebuild, plan.arrays.len())),
+                "{dry:#?}"
+            );
+            assert_eq!(before, hashes(&paths), "the replace dry run wrote");
             if d.host.boot_config == "/boot/grub/grub.cfg" {
                 let mut vm = VmBuilder::rescue(&RescueImage::locate().unwrap())
                     .memory_mib(2048)
