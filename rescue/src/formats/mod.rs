@@ -41,17 +41,22 @@ impl<R: Read + Seek> Window<R> {
     }
 }
 
+impl<R> Window<R> {
+    /// Where the next `buf_len` bytes go in the inner stream and how many fit in the window
+    /// (`None`: none; a window reaching past u64::MAX simply ends there).
+    fn next_span(&self, buf_len: usize) -> Option<(u64, usize)> {
+        let left = self.len.saturating_sub(self.pos);
+        let at = self.start.checked_add(self.pos)?;
+        let want = buf_len.min(usize::try_from(left).unwrap_or(usize::MAX));
+        (want > 0).then_some((at, want))
+    }
+}
+
 impl<R: Read + Seek> Read for Window<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        // A window reaching past u64::MAX simply ends there.
-        let Some(at) = self.start.checked_add(self.pos) else {
+        let Some((at, want)) = self.next_span(buf.len()) else {
             return Ok(0);
         };
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
         self.inner.seek(SeekFrom::Start(at))?;
         let n = self.inner.read(&mut buf[..want])?;
         self.pos += n as u64;
@@ -62,14 +67,9 @@ impl<R: Read + Seek> Read for Window<R> {
 /// Writes stop at the end of the window (a short write; `write_all` then fails).
 impl<W: Write + Seek> Write for Window<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let left = self.len.saturating_sub(self.pos);
-        let Some(at) = self.start.checked_add(self.pos) else {
+        let Some((at, want)) = self.next_span(buf.len()) else {
             return Ok(0);
         };
-        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
-        if want == 0 {
-            return Ok(0);
-        }
         self.inner.seek(SeekFrom::Start(at))?;
         let n = self.inner.write(&buf[..want])?;
         self.pos += n as u64;
