@@ -69,7 +69,7 @@ pub const TARGETS: &[Target] = &[
     },
     Target {
         name: "ext",
-        input: "an ext2/3/4 filesystem (superblock, group descriptors, block bitmaps)",
+        input: "an ext2/3/4 filesystem (superblock, group descriptors, block bitmaps, a file read by path)",
         kind: Kind::Image,
         run: ext_fs,
     },
@@ -225,6 +225,10 @@ fn ext_fs(data: &[u8]) {
     }
     if let Ok(map) = ext::used_map(&mut r) {
         check_inside("ext used map", map.extents.ranges(), len_of(data));
+    }
+    // Inodes, block maps, extent trees and directories.
+    if let Ok(Some(f)) = ext::read_file(&mut r, "/etc/xensource-inventory", 1 << 20) {
+        assert!(f.len() <= 1 << 20, "read_file returned more than its limit");
     }
 }
 

@@ -168,6 +168,14 @@ fn slice(disk: &Seed, n: u32, img: &Path, name: &str) -> Seed {
 
 fn ext_seeds(dir: &TempDir) -> Vec<Seed> {
     let mut out = Vec::new();
+    // The file the reader looks for, so the fuzzer starts inside inodes and directories.
+    let tree = dir.path("ext-tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(
+        tree.join("etc/xensource-inventory"),
+        "PRIMARY_DISK='/dev/disk/by-id/ata-X'\n",
+    )
+    .unwrap();
     for (name, size, args) in [
         ("ext2-1k", 256 * KIB, &["-t", "ext2", "-b", "1024"][..]),
         (
@@ -204,8 +212,16 @@ fn ext_seeds(dir: &TempDir) -> Vec<Seed> {
         sparse_file(&img, size);
         let mut a = vec!["-q", "-F"];
         a.extend_from_slice(args);
+        a.extend_from_slice(&["-d", p(&tree)]);
         a.push(p(&img));
         run("mke2fs", &a);
+        let mut f = std::fs::File::open(&img).unwrap();
+        assert!(
+            rescue::formats::ext::read_file(&mut f, "/etc/xensource-inventory", 4096)
+                .unwrap()
+                .is_some(),
+            "{name}: the seed's file is not readable"
+        );
         out.push(Seed::new(name, read(&img), ends(0, size, 16 * KIB)));
     }
     out

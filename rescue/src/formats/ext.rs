@@ -8,6 +8,9 @@
 //! inode table live in another group, and a BLOCK_UNINIT group (checksummed descriptors only)
 //! has no bitmap on disk: its used blocks are the metadata that lies inside it.
 
+mod files;
+pub use files::read_file;
+
 use super::extents::Extents;
 use crate::units::Bytes;
 use serde::Serialize;
