@@ -212,6 +212,52 @@ pub struct XenServer {
     /// True when root already sits on an md member (a converted host).
     #[serde(default)]
     pub on_md: bool,
+    /// What root's `/etc/xensource-inventory` says, read without mounting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inventory: Option<Inventory>,
+}
+
+/// The identifying keys of dom0's `/etc/xensource-inventory` (quotes removed).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    pub product_brand: Option<String>,
+    pub product_version: Option<String>,
+    pub build_number: Option<String>,
+    pub installation_uuid: Option<String>,
+    /// `ROOT,BACKUP,LOG,BOOT,SWAP,SR` on 7.x and later.
+    pub partition_layout: Option<String>,
+    pub primary_disk: Option<String>,
+}
+
+impl Inventory {
+    pub fn parse(text: &str) -> Inventory {
+        let get = |k: &str| crate::target_root::sysconf::get_key(text, k);
+        Inventory {
+            product_brand: get("PRODUCT_BRAND"),
+            product_version: get("PRODUCT_VERSION"),
+            build_number: get("BUILD_NUMBER"),
+            installation_uuid: get("INSTALLATION_UUID"),
+            partition_layout: get("PARTITION_LAYOUT"),
+            primary_disk: get("PRIMARY_DISK"),
+        }
+    }
+}
+
+/// Root's inventory file, read through the filesystem (inside the md member's data area on
+/// a converted host). Unreadable or absent: `None` (recognition does not depend on it).
+fn root_inventory<R: Read + Seek>(r: &mut R, disk: &Disk) -> Option<Inventory> {
+    let root = disk
+        .partitions
+        .iter()
+        .find(|p| p.role.as_deref() == Some("root"))?;
+    let data_offset = match &root.content {
+        Some(Content::MdMember { data_offset, .. }) => *data_offset,
+        _ => 0,
+    };
+    let start = root.start_lba * u64::from(disk.logical_sector_size) + data_offset;
+    let mut w = crate::formats::Window::new(r, start, root.size_bytes.saturating_sub(data_offset));
+    let text = ext::read_file(&mut w, "/etc/xensource-inventory", 64 << 10).ok()??;
+    Some(Inventory::parse(&String::from_utf8_lossy(&text)))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -308,6 +354,12 @@ pub fn inspect<R: Read + Seek>(
         disk.blank = !mbr_sig && gpt_sig.is_none();
     }
     disk.xenserver = recognize_xenserver(&mut disk.partitions);
+    if disk.xenserver.is_some() {
+        let inventory = root_inventory(r, &disk);
+        if let Some(x) = disk.xenserver.as_mut() {
+            x.inventory = inventory;
+        }
+    }
     Ok(disk)
 }
 
@@ -574,6 +626,7 @@ fn recognize_xenserver(parts: &mut [Partition]) -> Option<XenServer> {
         label_suffix: suffix,
         has_local_sr: has("sr"),
         on_md,
+        inventory: None,
     })
 }
 

@@ -282,6 +282,69 @@ fn converted_6x_host_whose_backup_gave_room() {
     assert_ne!(disk.partitions[0].size_bytes, disk.partitions[1].size_bytes);
 }
 
+/// Root's `/etc/xensource-inventory` is read through the filesystem, here inside an md 1.2
+/// member (data 1 MiB in): the product version and layout are in the report.
+#[test]
+fn inventory_is_read_from_root_inside_an_md_member() {
+    let dir = TempDir::new("xs-inventory");
+    let tree = dir.path("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(
+        tree.join("etc/xensource-inventory"),
+        "PRODUCT_BRAND='XenServer'\nPRODUCT_VERSION='7.1.2'\nBUILD_NUMBER='r123'\n\
+         PARTITION_LAYOUT='ROOT,BACKUP,LOG,BOOT,SWAP,SR'\nPRIMARY_DISK='/dev/disk/by-id/md-uuid-x'\n",
+    )
+    .unwrap();
+    let img = dir.path("inv.img");
+    sparse_file(&img, 200 * MIB);
+    run(
+        "sgdisk",
+        &[
+            "-n1:2048:+66M",
+            "-t1:0700",
+            "-n2:0:+66M",
+            "-t2:0700",
+            "-n3:0:0",
+            "-t3:0700",
+            p(&img),
+        ],
+    );
+    let (o, s) = part_range(&img, 1);
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext3",
+            "-L",
+            "root-abcdefgh",
+            "-d",
+            p(&tree),
+            "-E",
+            &format!("offset={}", o + MIB),
+            p(&img),
+            &format!("{}k", (s - 2 * MIB) / 1024),
+        ],
+    );
+    md1_superblock(&img, o, s, 2, [0x11; 16], "xenserver:root");
+    let (o, s) = part_range(&img, 2);
+    md1_superblock(&img, o, s, 0, [0x22; 16], "xenserver:backup");
+    let (o, s) = part_range(&img, 3);
+    pv_at(&img, PV_UUID, VG, o + MIB, s - MIB);
+    md1_superblock(&img, o, s, 2, [0x33; 16], "xenserver:sr");
+    let disk = inspect_image(&img, 512);
+    let xs = disk.xenserver.expect("recognised");
+    let inv = xs.inventory.expect("the inventory was read");
+    assert_eq!(inv.product_version.as_deref(), Some("7.1.2"));
+    assert_eq!(inv.build_number.as_deref(), Some("r123"));
+    assert_eq!(
+        inv.partition_layout.as_deref(),
+        Some("ROOT,BACKUP,LOG,BOOT,SWAP,SR")
+    );
+    assert_eq!(inv.installation_uuid, None);
+}
+
 /// A host already converted: root and logs are md 1.0 members (type fd00) whose data area
 /// holds the original filesystems, the SR an md 1.2 member.
 #[test]

@@ -576,6 +576,7 @@ mod tests {
             label_suffix: "abcdef".into(),
             has_local_sr: true,
             on_md: false,
+            inventory: None,
         });
         d
     }

@@ -507,6 +507,7 @@ mod tests {
                 label_suffix: "abcdef".into(),
                 has_local_sr: false,
                 on_md: true,
+                inventory: None,
             }),
             ..Default::default()
         }
