@@ -293,6 +293,11 @@ impl Superblock {
         (self.blocks_count - self.first_data_block).div_ceil(self.blocks_per_group)
     }
 
+    /// Group descriptors carry the high halves of their block numbers.
+    fn descs_64bit(&self) -> bool {
+        self.feature_incompat & INCOMPAT_64BIT != 0 && self.desc_size >= 64
+    }
+
     fn descs_per_block(&self) -> u64 {
         self.block_size / self.desc_size
     }
@@ -482,6 +487,33 @@ struct Desc {
     flags: u16,
 }
 
+impl Desc {
+    /// One group descriptor (`d` is `desc_size` bytes; the high halves only with 64bit).
+    fn parse(d: &[u8], is64: bool) -> Desc {
+        let hi = |off: usize| {
+            if is64 {
+                u64::from(le32(d, off)) << 32
+            } else {
+                0
+            }
+        };
+        let hi16 = |off: usize| {
+            if is64 {
+                u64::from(le16(d, off)) << 16
+            } else {
+                0
+            }
+        };
+        Desc {
+            block_bitmap: u64::from(le32(d, 0x00)) | hi(0x20),
+            inode_bitmap: u64::from(le32(d, 0x04)) | hi(0x24),
+            inode_table: u64::from(le32(d, 0x08)) | hi(0x28),
+            free_blocks: u64::from(le16(d, 0x0C)) | hi16(0x2C),
+            flags: le16(d, 0x12),
+        }
+    }
+}
+
 /// Read the superblock, the group descriptors and the block bitmaps of the ext
 /// filesystem at the start of `r`, and return what is in use.
 pub fn used_map<R: Read + Seek>(r: &mut R) -> Result<UsedMap, ExtError> {
@@ -502,7 +534,7 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> Result<UsedMap, ExtError> {
 
     // Pass 1: descriptors.
     let dpb = sb.descs_per_block();
-    let is64 = sb.feature_incompat & INCOMPAT_64BIT != 0 && sb.desc_size >= 64;
+    let is64 = sb.descs_64bit();
     let mut descs = Vec::with_capacity(usize::try_from(groups).unwrap_or(0).min(1 << 20));
     let mut block = vec![0u8; to_usize(bs)?];
     for g in 0..groups {
@@ -519,27 +551,7 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> Result<UsedMap, ExtError> {
         }
         let o = to_usize((g % dpb) * sb.desc_size)?;
         let d = &block[o..o + to_usize(sb.desc_size)?];
-        let hi = |off: usize| {
-            if is64 {
-                u64::from(le32(d, off)) << 32
-            } else {
-                0
-            }
-        };
-        let hi16 = |off: usize| {
-            if is64 {
-                u64::from(le16(d, off)) << 16
-            } else {
-                0
-            }
-        };
-        let desc = Desc {
-            block_bitmap: u64::from(le32(d, 0x00)) | hi(0x20),
-            inode_bitmap: u64::from(le32(d, 0x04)) | hi(0x24),
-            inode_table: u64::from(le32(d, 0x08)) | hi(0x28),
-            free_blocks: u64::from(le16(d, 0x0C)) | hi16(0x2C),
-            flags: le16(d, 0x12),
-        };
+        let desc = Desc::parse(d, is64);
         let itb = sb.inode_table_blocks();
         for (what, at, len) in [
             ("block bitmap", desc.block_bitmap, 1),

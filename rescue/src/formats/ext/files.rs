@@ -6,7 +6,7 @@
 //! from the disk is checked before use: corrupt input is an error, never a panic, and every
 //! walk is bounded (tree depth, file size).
 
-use super::{corrupt, le16, le32, to_usize, ExtError, Superblock, INCOMPAT_64BIT};
+use super::{corrupt, le16, le32, to_usize, Desc, ExtError, Superblock};
 use std::io::{Read, Seek, SeekFrom};
 
 const ROOT_INODE: u64 = 2;
@@ -73,17 +73,10 @@ fn read_inode<R: Read + Seek>(r: &mut R, sb: &Superblock, n: u64) -> Result<Inod
         .checked_mul(sb.block_size)
         .and_then(|b| b.checked_add((g % dpb) * sb.desc_size))
         .ok_or_else(|| ExtError::Corrupt(format!("group {g}'s descriptor is out of range")))?;
-    let mut d = [0u8; 64];
-    let dlen = to_usize(sb.desc_size.min(64))?;
+    let mut d = vec![0u8; to_usize(sb.desc_size)?];
     r.seek(SeekFrom::Start(desc_at))?;
-    r.read_exact(&mut d[..dlen])?;
-    let is64 = sb.feature_incompat & INCOMPAT_64BIT != 0 && sb.desc_size >= 64;
-    let table = u64::from(le32(&d, 0x08))
-        | if is64 {
-            u64::from(le32(&d, 0x28)) << 32
-        } else {
-            0
-        };
+    r.read_exact(&mut d)?;
+    let table = Desc::parse(&d, sb.descs_64bit()).inode_table;
     if table < sb.first_data_block || table >= sb.blocks_count {
         return corrupt(format!(
             "group {g}: inode table at block {table} is outside the filesystem"
