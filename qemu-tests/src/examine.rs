@@ -62,6 +62,12 @@ pub struct Examined {
 pub fn examine_image(img: &Path) -> Result<(Disk, Vec<Examined>)> {
     let disk = rescue::inspect::inspect_path(img)
         .map_err(|e| anyhow::anyhow!("inspect {}: {e}", img.display()))?;
+    let examined = examine_members(img, &disk)?;
+    Ok((disk, examined))
+}
+
+/// `mdadm --examine` of every md member of `disk`, inspect's view of the image `img`.
+pub fn examine_members(img: &Path, disk: &Disk) -> Result<Vec<Examined>> {
     let mut out = Vec::new();
     for p in &disk.partitions {
         if !matches!(p.content, Some(Content::MdMember { .. })) {
@@ -75,7 +81,7 @@ pub fn examine_image(img: &Path) -> Result<(Disk, Vec<Examined>)> {
         .with_context(|| format!("mdadm --examine {device}"))?;
         out.push(parse_examine(&device, &text)?);
     }
-    Ok((disk, out))
+    Ok(out)
 }
 
 fn parse_examine(device: &str, text: &str) -> Result<Examined> {
@@ -161,12 +167,23 @@ fn parse_examine(device: &str, text: &str) -> Result<Examined> {
 /// every member. Errors name the first disagreement.
 pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
     let mut disks = Vec::new();
-    let mut examined = Vec::new();
     for img in images {
-        let (d, e) = examine_image(img)?;
-        disks.push(d);
-        examined.extend(e);
+        disks.push(
+            rescue::inspect::inspect_path(img)
+                .map_err(|e| anyhow::anyhow!("inspect {}: {e}", img.display()))?,
+        );
     }
+    let pairs: Vec<(&Path, &Disk)> = images.iter().copied().zip(disks.iter()).collect();
+    disks_agree_with_mdadm(&pairs)
+}
+
+/// [`inspect_agrees_with_mdadm`] on disks already inspected (each with its image).
+pub fn disks_agree_with_mdadm(inspected: &[(&Path, &Disk)]) -> Result<Vec<ArrayView>> {
+    let mut examined = Vec::new();
+    for (img, disk) in inspected {
+        examined.extend(examine_members(img, disk)?);
+    }
+    let disks: Vec<Disk> = inspected.iter().map(|(_, d)| (*d).clone()).collect();
     let views = rescue::arrays::arrays(&disks);
     for e in &examined {
         let view = views.iter().find(|v| v.uuid == e.uuid).with_context(|| {
@@ -230,6 +247,7 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
                 .and_then(|n| n.parse::<usize>().ok())
                 .is_some_and(|slot| freshest.slots.chars().nth(slot) == Some('A'))
         };
+        let mut in_sync = 0u32;
         for e in &ex {
             let m = v.members.iter().find(|m| m.device == e.device);
             let status = m.map(|m| m.status.as_str()).unwrap_or("?");
@@ -247,6 +265,7 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
             } else {
                 "faulty"
             };
+            in_sync += u32::from(mdadm == "in_sync");
             if status != mdadm {
                 bail!(
                     "{} ({}): inspect says {status}, mdadm's events {} against {fresh} (the freshest lists {}) say {mdadm}",
@@ -257,10 +276,6 @@ pub fn inspect_agrees_with_mdadm(images: &[&Path]) -> Result<Vec<ArrayView>> {
                 );
             }
         }
-        let in_sync = ex
-            .iter()
-            .filter(|e| listed(e) && !e.recovering && e.events + 1 >= fresh)
-            .count() as u32;
         if v.degraded != (in_sync < v.raid_disks) {
             bail!(
                 "array {}: inspect says degraded={}, mdadm shows {in_sync} of {} members in sync",

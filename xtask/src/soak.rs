@@ -303,6 +303,7 @@ fn one_cut(
 /// Every host-side check of a finished conversion, each with its outcome.
 fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(String, Result<()>)> {
     let mut out = Vec::new();
+    let mut inspected = Vec::new();
     for (name, img) in [("source", source), ("mirror", mirror)] {
         let disk = match inspect::inspect_path(img) {
             Ok(d) => d,
@@ -335,10 +336,12 @@ fn check_disks(fx: &fixture::Fixture, source: &Path, mirror: &Path) -> Vec<(Stri
                 ));
             }
         }
+        inspected.push((img, disk));
     }
     // mdadm --examine of every member agrees with inspect, and by mdadm's own numbers
     // (events, roles, no recovery offset) both members of every array are in sync.
-    match examine::inspect_agrees_with_mdadm(&[source, mirror]) {
+    let pairs: Vec<(&Path, &inspect::Disk)> = inspected.iter().map(|(i, d)| (*i, d)).collect();
+    match examine::disks_agree_with_mdadm(&pairs) {
         Ok(views) => {
             for v in &views {
                 let in_sync = v.members.iter().filter(|m| m.status == "in_sync").count();

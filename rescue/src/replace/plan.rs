@@ -170,13 +170,15 @@ fn empty_twin<'a>(
 /// nothing, and another host's disk of the same layout holds filesystems there.
 fn prepared_by_replace(d: &Disk, survivor: &Disk, host: &[&ArrayView]) -> bool {
     d.table.as_deref() == Some("gpt")
+        && d.logical_sector_size == survivor.logical_sector_size
         && d.partitions.len() == survivor.partitions.len()
         && survivor.partitions.iter().all(|sp| {
             let member = host
                 .iter()
                 .any(|a| members_on(a, survivor).any(|m| m.partition == Some(sp.number)));
-            d.partitions.iter().any(|p| same_slot(p, sp))
-                && (!member || empty_twin(d, survivor, sp.number).is_some())
+            d.partitions
+                .iter()
+                .any(|p| same_slot(p, sp) && (!member || p.content.is_none()))
         })
 }
 
