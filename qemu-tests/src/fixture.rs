@@ -1,7 +1,8 @@
 //! XenServer-like fixture images (`cargo xtask fixture <name>`) and booting them through
-//! SeaBIOS → bootloader → Xen → dom0 to read the probe's `FIXTURE-STATUS` line.
+//! SeaBIOS (or OVMF, for a UEFI host) → bootloader → Xen → dom0 to read the probe's
+//! `FIXTURE-STATUS` line.
 
-use crate::vm::{Disk, Vm, VmBuilder};
+use crate::vm::{Disk, Firmware, Vm, VmBuilder};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -24,7 +25,24 @@ pub const RESYNC_ALLOWANCE: Duration = Duration::from_secs(900);
 pub struct Fixture {
     pub image: PathBuf,
     pub description: Value,
+    /// How the host boots (the description's `firmware`).
+    pub firmware: HostFirmware,
+    /// A UEFI host's firmware variables (its NVRAM, with the host's boot entry), beside
+    /// the image: boot with a copy ([`boot_xen_uefi`]), never the file itself.
+    pub uefi_vars: Option<PathBuf>,
 }
+
+/// The firmware a fixture host was installed under.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostFirmware {
+    Bios,
+    Uefi,
+}
+
+/// OVMF, as Debian's `ovmf` installs it: the code (read-only pflash) and an empty
+/// variable store to copy.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -65,10 +83,27 @@ pub fn fixture(name: &str) -> anyhow::Result<Fixture> {
             .trim(),
     );
     let json = image.with_extension("json");
-    let description = serde_json::from_str(
+    let description: Value = serde_json::from_str(
         &std::fs::read_to_string(&json).with_context(|| format!("read {}", json.display()))?,
     )?;
-    Ok(Fixture { image, description })
+    let firmware = match description["firmware"].as_str() {
+        Some("uefi") => HostFirmware::Uefi,
+        _ => HostFirmware::Bios,
+    };
+    // Named by its path in the cache; found beside the image wherever that is now.
+    let uefi_vars = description["uefi_vars"]
+        .as_str()
+        .and_then(|v| Path::new(v).file_name())
+        .map(|f| image.with_file_name(f));
+    if firmware == HostFirmware::Uefi && !uefi_vars.as_ref().is_some_and(|v| v.is_file()) {
+        bail!("UEFI fixture {name} has no firmware variables file ({uefi_vars:?})");
+    }
+    Ok(Fixture {
+        image,
+        description,
+        firmware,
+        uefi_vars,
+    })
 }
 
 /// A private, writable copy of an image (sparse, so it costs what the data costs).
@@ -110,6 +145,46 @@ pub fn boot_xen_then(
     expect: Expect,
     after: AfterStatus,
 ) -> anyhow::Result<Value> {
+    boot_xen_with(disks, None, dir, expect, after)
+}
+
+/// Boots a UEFI host: OVMF with a writable copy of `vars` (a fixture's
+/// [`Fixture::uefi_vars`], or the VARS a conversion left), which then boots whatever
+/// its `BootOrder` names first, as a real machine's firmware does. The copy is
+/// `dir/vars.fd` ([`uefi_vars_copy`]): read it after the boot to see what the firmware
+/// (OVMF adds entries of its own at every boot) and the host wrote. Otherwise as
+/// [`boot_xen`].
+pub fn boot_xen_uefi(disks: Vec<Disk>, vars: &Path, dir: &Path) -> anyhow::Result<Value> {
+    boot_xen_uefi_then(disks, vars, dir, Expect::Boot, AfterStatus::Kill)
+}
+
+/// [`boot_xen_uefi`] with [`boot_xen_then`]'s choices.
+pub fn boot_xen_uefi_then(
+    disks: Vec<Disk>,
+    vars: &Path,
+    dir: &Path,
+    expect: Expect,
+    after: AfterStatus,
+) -> anyhow::Result<Value> {
+    std::fs::create_dir_all(dir)?;
+    let copy = uefi_vars_copy(dir);
+    std::fs::copy(vars, &copy)
+        .with_context(|| format!("copy {} to {}", vars.display(), copy.display()))?;
+    boot_xen_with(disks, Some(copy), dir, expect, after)
+}
+
+/// Where [`boot_xen_uefi`] keeps the VM's variable store.
+pub fn uefi_vars_copy(dir: &Path) -> PathBuf {
+    dir.join("vars.fd")
+}
+
+fn boot_xen_with(
+    disks: Vec<Disk>,
+    uefi_vars: Option<PathBuf>,
+    dir: &Path,
+    expect: Expect,
+    after: AfterStatus,
+) -> anyhow::Result<Value> {
     // No VGA: with a whole module tree dom0 loads bochs-drm, and under TCG its
     // framebuffer console (the default entry's last console= is tty0) drew for minutes,
     // stalling modprobe in soft lockups. The tests read the serial port only.
@@ -117,10 +192,28 @@ pub fn boot_xen_then(
         .machine("pc")
         .cpu(crate::vm::XEN_CPU, 1)
         .memory_mib(2048)
-        .vga("none")
-        .bios_text_on_serial();
-    for (i, d) in disks.into_iter().enumerate() {
-        b = b.disk(if i == 0 { d.bootindex(0) } else { d });
+        .vga("none");
+    match uefi_vars {
+        None => {
+            b = b.bios_text_on_serial();
+            for (i, d) in disks.into_iter().enumerate() {
+                b = b.disk(if i == 0 { d.bootindex(0) } else { d });
+            }
+        }
+        // No `bootindex`: with one, QEMU hands OVMF a `bootorder` file, and OVMF's
+        // QemuBootOrderLib rewrites BootOrder after it and deletes the active Boot####
+        // entries it neither matches nor keeps by its survival policy — the host's NVRAM
+        // would no longer decide what boots. OVMF writes its own text (and GRUB's) on
+        // the serial port without help.
+        Some(vars) => {
+            b = b.firmware(Firmware::Ovmf {
+                code: OVMF_CODE.into(),
+                vars,
+            });
+            for d in disks {
+                b = b.disk(d);
+            }
+        }
     }
     let mut vm: Vm = b.spawn(dir)?;
     let timeout = match expect {

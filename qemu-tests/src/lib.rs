@@ -10,6 +10,7 @@ pub mod backup;
 pub mod examine;
 pub mod fixture;
 pub mod images;
+pub mod ovmf_vars;
 pub mod vm;
 
 use anyhow::{bail, Context};
