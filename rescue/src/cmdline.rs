@@ -39,6 +39,10 @@ pub struct Plan {
     /// member that was briefly gone resyncs only what changed.
     #[serde(default = "yes")]
     pub bitmap: bool,
+    /// convert on a UEFI host: write the firmware's boot entries (default yes); `no`
+    /// relies on the removable path only (a rescue started in BIOS mode cannot write them).
+    #[serde(default = "yes")]
+    pub efi_entries: bool,
     /// replace: the disk that kept the host running (same forms as `source`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub survivor: Option<String>,
@@ -100,6 +104,7 @@ impl Default for Plan {
             attach_source: true,
             wait_resync: false,
             bitmap: true,
+            efi_entries: true,
             survivor: None,
             new: None,
             to: None,
@@ -182,9 +187,10 @@ pub const KNOWN_KEYS: &[&str] = &[
     "rescue.new",
     "rescue.to",
     "rescue.from",
+    "rescue.efi-entries",
 ];
 
-const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr"];
+const ROLES: &[&str] = &["root", "backup", "logs", "swap", "sr", "esp"];
 const METADATA: &[&str] = &["0.90", "1.0", "1.2"];
 
 impl Plan {
@@ -227,6 +233,7 @@ impl Plan {
             "rescue.attach-source" => self.attach_source = flag(value)?,
             "rescue.wait-resync" => self.wait_resync = flag(value)?,
             "rescue.bitmap" => self.bitmap = flag(value)?,
+            "rescue.efi-entries" => self.efi_entries = flag(value)?,
             "rescue.metadata" => self.metadata = metadata_map(required(value)?)?,
             _ => {
                 return Err(format!(
@@ -327,13 +334,17 @@ fn split_dir(v: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// `1.2` for every array, or `root:1.0,sr:1.2` per role.
+/// `1.2` for every data array, or `root:1.0,sr:1.2` per role. The ESP is only ever
+/// named: firmware reads it raw, so a version for "everything" does not reach it.
 fn metadata_map(v: &str) -> Result<std::collections::BTreeMap<String, String>, String> {
     let mut m = std::collections::BTreeMap::new();
     for item in v.split(',') {
         let (roles, version): (Vec<&str>, &str) = match item.split_once(':') {
             Some((r, ver)) => (vec![r], ver),
-            None => (ROLES.to_vec(), item),
+            None => (
+                ROLES.iter().copied().filter(|r| *r != "esp").collect(),
+                item,
+            ),
         };
         if !METADATA.contains(&version) {
             return Err(format!(
@@ -581,7 +592,8 @@ mod tests {
             },
             "attach_source": true,
             "wait_resync": true,
-            "bitmap": false
+            "bitmap": false,
+            "efi_entries": true
           },
           "errors": [],
           "consoles": [
@@ -603,7 +615,7 @@ mod tests {
           },
           {
             "arg": "rescue.acton=inspect",
-            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from"
+            "message": "unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from, rescue.efi-entries"
           },
           {
             "arg": "rescue.action",
@@ -629,7 +641,7 @@ mod tests {
         assert_eq!(
             shown,
             vec![
-                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from",
+                "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from, rescue.efi-entries",
                 "rescue.conf line 6: rescue then: expected `key = value`",
             ]
         );

@@ -141,7 +141,13 @@ fn check_layout(p: &plan::ConvertPlan, mirror_size: u64) {
             .find(|x| x.number == a.partition)
             .unwrap();
         assert_eq!(part.size_bytes, a.member_size_bytes);
-        assert_eq!(part.type_guid, gpt::types::LINUX_RAID);
+        // The ESP keeps its type: firmware looks for its loader on an ESP.
+        let want = if a.role == ArrayRole::Esp {
+            gpt::types::EFI_SYSTEM
+        } else {
+            gpt::types::LINUX_RAID
+        };
+        assert_eq!(part.type_guid, want);
         assert!(
             a.data_size_bytes >= a.content_size_bytes,
             "{:?} does not hold its content",
@@ -161,6 +167,10 @@ fn check_layout(p: &plan::ConvertPlan, mirror_size: u64) {
         .iter()
         .find(|x| x.role.as_deref() == Some("boot"))
         .unwrap();
+    if boot.type_guid == gpt::types::EFI_SYSTEM {
+        assert_eq!(boot.array, Some(ArrayRole::Esp), "the ESP is mirrored");
+        return;
+    }
     assert!(
         boot.array.is_none(),
         "md on the BIOS boot partition would be overwritten by grub-install"
@@ -705,4 +715,68 @@ fn an_sr_vg_spanning_two_pvs_is_refused() {
         PlanError::SrSpansDisks(3, "VG_XenStorage-1d2c".into(), 2),
         "{e}"
     );
+}
+
+/// A UEFI install: the same layout with an ESP (vfat `BOOT-QWERTY`) in partition 4.
+fn xs7_uefi(dir: &TempDir, size: u64) -> std::path::PathBuf {
+    let img = xs7(dir, size, false);
+    run("sgdisk", &["-t4:ef00", p(&img)]);
+    let (o, s) = part_range(&img, 4);
+    mkfs_vfat_at(&img, "BOOT-QWERTY", "1234ABCD", o, s);
+    img
+}
+
+#[test]
+fn a_uefi_host_gets_its_esp_as_a_1_0_array_that_keeps_the_esp_type() {
+    let dir = TempDir::new("plan-uefi");
+    let size = 200 * MIB;
+    let src = xs7_uefi(&dir, size);
+    let (mirror_img, mirror) = blank(&dir, "mirror.img", size);
+    let plan = make_plan(&src, &mirror).unwrap();
+    assert_eq!(
+        plan.boot_chain,
+        rescue::convert::bootchain::BootChain::GrubEfi
+    );
+    let esp = plan.esp_array().expect("an ESP array");
+    assert_eq!((esp.partition, esp.metadata.as_str()), (4, "1.0"));
+    assert_eq!(
+        esp.data_offset_bytes, 0,
+        "firmware reads FAT at the member's start"
+    );
+    assert_eq!(
+        esp.payload,
+        Payload::Vfat {
+            label: Some("BOOT-QWERTY".into()),
+            serial: Some("1234-ABCD".into())
+        }
+    );
+    assert!(esp.data_size_bytes >= esp.content_size_bytes);
+    let p4 = plan.partitions.iter().find(|x| x.number == 4).unwrap();
+    assert_eq!(p4.type_guid, gpt::types::EFI_SYSTEM.to_string());
+    assert_eq!(p4.array, Some(ArrayRole::Esp));
+    // Every other array is a Linux RAID partition as before.
+    for x in plan
+        .partitions
+        .iter()
+        .filter(|x| x.array.is_some() && x.number != 4)
+    {
+        assert_eq!(x.type_guid, gpt::types::LINUX_RAID.to_string());
+    }
+    assert!(plan
+        .human_lines()
+        .iter()
+        .any(|l| l.contains("GRUB2 on UEFI")));
+    check_layout(&plan, size);
+    write_mirror_and_check(&plan, &mirror_img);
+
+    // 1.2 would hide the FAT from the firmware: refused, naming the fix.
+    let mut opts = Options {
+        attach_source: true,
+        bitmap: true,
+        ..Default::default()
+    };
+    opts.metadata
+        .insert(ArrayRole::Esp, md::MetadataVersion::V1_2);
+    let e = make_plan_with(&src, &mirror, opts).unwrap_err();
+    assert!(e.to_string().contains("esp:1.0"), "{e}");
 }

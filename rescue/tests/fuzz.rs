@@ -290,6 +290,7 @@ fn journal_seed() -> Seed {
             files_to_change: vec!["/etc/fstab".into()],
             chroot_commands: Vec::new(),
             journal_replay: Vec::new(),
+            efi: None,
             boot_chain: Default::default(),
         },
         files_changed: Vec::new(),

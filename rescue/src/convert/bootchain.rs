@@ -21,6 +21,9 @@ pub enum BootChain {
     /// bootable attribute (root) and runs extlinux's boot sector there,
     /// `/boot/extlinux.conf`.
     ExtlinuxBios,
+    /// XenServer 7.x/8.x on UEFI: the firmware's boot entry starts GRUB from the EFI
+    /// system partition (`\EFI\xenserver\grubx64.efi`), whose grub.cfg is on the ESP.
+    GrubEfi,
 }
 
 /// GPT attribute bit 2: "legacy BIOS bootable", what `gptmbr.bin` looks for.
@@ -55,7 +58,12 @@ impl BootChain {
             .as_ref()
             .map(|x| x.layout.as_str())
             .unwrap_or("none");
+        let esp = source
+            .partitions
+            .iter()
+            .any(|p| p.type_guid.as_deref() == Some(crate::formats::gpt::types::EFI_SYSTEM));
         match layout {
+            "7.x" if esp => Ok(BootChain::GrubEfi),
             "7.x" => Ok(BootChain::GrubBios),
             "6.x" => Ok(BootChain::ExtlinuxBios),
             other => Err(BootChainError::UnknownLayout(
@@ -69,6 +77,7 @@ impl BootChain {
         match self {
             BootChain::GrubBios => "GRUB2 on BIOS (XenServer 7.x/8.x)",
             BootChain::ExtlinuxBios => "extlinux on BIOS with gptmbr.bin (XenServer 6.x)",
+            BootChain::GrubEfi => "GRUB2 on UEFI (XenServer 7.x/8.x)",
         }
     }
 
@@ -77,6 +86,7 @@ impl BootChain {
         match self {
             BootChain::GrubBios => "/boot/grub/grub.cfg",
             BootChain::ExtlinuxBios => "/boot/extlinux.conf",
+            BootChain::GrubEfi => "/boot/efi/EFI/xenserver/grub.cfg",
         }
     }
 
@@ -92,6 +102,8 @@ impl BootChain {
         match (self, role) {
             (BootChain::ExtlinuxBios, ArrayRole::Root) => MetadataVersion::V0_90,
             (_, ArrayRole::Root | ArrayRole::Backup) => MetadataVersion::V1_0,
+            // Firmware reads the FAT raw from whichever disk it boots.
+            (_, ArrayRole::Esp) => MetadataVersion::V1_0,
             _ => MetadataVersion::V1_2,
         }
     }
@@ -100,7 +112,7 @@ impl BootChain {
     /// partition marked legacy BIOS bootable, so on 6.x that is root and nothing else.
     pub fn partition_attributes(self, role: Option<ArrayRole>, source_attributes: u64) -> u64 {
         match self {
-            BootChain::GrubBios => source_attributes,
+            BootChain::GrubBios | BootChain::GrubEfi => source_attributes,
             BootChain::ExtlinuxBios if role == Some(ArrayRole::Root) => {
                 source_attributes | LEGACY_BIOS_BOOTABLE
             }
@@ -112,7 +124,7 @@ impl BootChain {
     /// skip a disk without an active entry; gptmbr.bin does not care, so 6.x sets it.
     pub fn protective_mbr_active(self, source_active: bool) -> bool {
         match self {
-            BootChain::GrubBios => source_active,
+            BootChain::GrubBios | BootChain::GrubEfi => source_active,
             BootChain::ExtlinuxBios => true,
         }
     }
@@ -128,6 +140,11 @@ impl BootChain {
                 "extlinux --raid --install /boot (its boot sector lands in root's first sector on both members through the array)".into(),
                 format!("gptmbr.bin from the target's syslinux into the MBR of {mirror}, then of {source}; legacy BIOS bootable on root only"),
                 format!("then wait for the root array's recovery onto {source}: until then that disk does not boot"),
+            ],
+            BootChain::GrubEfi => vec![
+                "the ESP becomes an md 1.0 array (plain FAT at the start of each member): its grub.cfg is rewritten once for both disks, and the loader copied to \\EFI\\BOOT\\BOOTX64.EFI, the path firmware boots from a disk it has no entry for".into(),
+                format!("a firmware boot entry for the ESP of {mirror} (through efivarfs), second in BootOrder"),
+                format!("the entry that booted {source} moved to its new ESP partition, kept first in BootOrder"),
             ],
         }
     }
@@ -247,6 +264,7 @@ mod tests {
                 let v = c.default_metadata(r);
                 match r {
                     ArrayRole::Root | ArrayRole::Backup => assert_ne!(v, MetadataVersion::V1_2),
+                    ArrayRole::Esp => assert_eq!(v, MetadataVersion::V1_0),
                     _ => assert_eq!(v, MetadataVersion::V1_2),
                 }
             }

@@ -42,7 +42,10 @@ pub(super) fn with_target_root<T>(
     f: impl FnOnce(&Path) -> Result<T, String>,
 ) -> Result<T, String> {
     let root = plan.root_array()?;
-    mounted(Path::new(&root.device), "target", false, "", f)
+    let esp = plan.esp_array().map(|a| PathBuf::from(&a.device));
+    mounted(Path::new(&root.device), "target", false, "", |r| {
+        with_esp(r, esp.as_deref(), false, f)
+    })
 }
 
 /// Mounts the source's root read-only without replaying its journal (nothing is written
@@ -53,7 +56,40 @@ pub(super) fn with_source_root<T>(
 ) -> Result<T, String> {
     let root = plan.root_array()?;
     let part = super::partition_path(super::disk_name(&plan.source.path), root.partition)?;
-    mounted(&part, "source-root", true, "noload", f)
+    let esp = match plan.esp_array() {
+        Some(a) => Some(super::partition_path(
+            super::disk_name(&plan.source.path),
+            a.partition,
+        )?),
+        None => None,
+    };
+    mounted(&part, "source-root", true, "noload", |r| {
+        with_esp(r, esp.as_deref(), true, f)
+    })
+}
+
+/// On a UEFI host, the ESP (`esp`: the array, or the source's partition) on the root's
+/// `/boot/efi` while `f` runs: its grub.cfg is rewritten and its loader copied there.
+fn with_esp<T>(
+    root: &Path,
+    esp: Option<&Path>,
+    read_only: bool,
+    f: impl FnOnce(&Path) -> Result<T, String>,
+) -> Result<T, String> {
+    let Some(esp) = esp else {
+        return f(root);
+    };
+    let mp = root.join("boot/efi");
+    sys::mount(esp, &mp, "vfat", read_only, "").map_err(|e| {
+        format!(
+            "mount the EFI system partition {} on /boot/efi: {e}",
+            esp.display()
+        )
+    })?;
+    let r = f(root);
+    sys::sync();
+    let _ = sys::unmount_lazy(&mp);
+    r
 }
 
 pub(crate) fn mounted<T>(

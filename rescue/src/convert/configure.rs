@@ -5,6 +5,7 @@
 use super::bootchain::{self, BootChain, InitrdTool};
 use super::chroot::chroot_ok;
 use super::plan::{ArrayRole, ConvertPlan, Payload, PlannedArray};
+use super::uefi;
 use super::{disk_name, kernel_log_line};
 use crate::formats::gpt;
 use crate::target_root::dracut;
@@ -48,6 +49,7 @@ pub fn conversion_of(plan: &ConvertPlan) -> crate::target_root::Conversion {
                 Payload::Ext { label, uuid } | Payload::Swap { label, uuid } => {
                     (uuid.clone(), label.clone())
                 }
+                Payload::Vfat { label, serial } => (serial.clone(), label.clone()),
                 _ => (None, None),
             };
             ArrayInfo {
@@ -57,6 +59,7 @@ pub fn conversion_of(plan: &ConvertPlan) -> crate::target_root::Conversion {
                     ArrayRole::Logs => Role::Logs,
                     ArrayRole::Swap => Role::Swap,
                     ArrayRole::Sr => Role::Sr,
+                    ArrayRole::Esp => Role::Esp,
                 },
                 device: format!("/dev/md/{}", a.name),
                 name: format!("{}:{}", a.homehost, a.name),
@@ -156,6 +159,19 @@ pub(super) fn check_target(root: &Path, plan: &ConvertPlan) -> Result<(), String
             }
             bootchain::gptmbr_in(root).map_err(|e| e.to_string())?;
             extlinux_can_read(plan.root_array()?)?;
+        }
+        BootChain::GrubEfi => {
+            let efi = plan
+                .efi
+                .as_ref()
+                .ok_or("a UEFI host's plan has no EFI part")?;
+            let loader = uefi::on_esp(&root.join("boot/efi"), &efi.loader);
+            if !loader.is_file() {
+                return Err(format!(
+                    "the host's ESP has no {}, the loader its boot entry names: check /boot/efi on the host, or convert it by hand",
+                    efi.loader
+                ));
+            }
         }
     }
     Ok(())
@@ -258,6 +274,28 @@ pub(super) fn make_bootable(root: &Path, plan: &ConvertPlan, side: Side) -> Resu
         BootChain::GrubBios => {
             chroot_ok(root, "grub-install", &["--target=i386-pc", disk])?;
             Ok(format!("grub on {disk}"))
+        }
+        BootChain::GrubEfi => {
+            let efi = plan
+                .efi
+                .as_ref()
+                .ok_or("a UEFI host's plan has no EFI part")?;
+            let mut done = Vec::new();
+            if side == Side::Mirror {
+                // On the ESP array: both disks at once.
+                done.push(uefi::install_removable(
+                    &root.join("boot/efi"),
+                    &efi.loader,
+                )?);
+            }
+            if efi.entries {
+                done.push(uefi::write_entries(plan, efi, side)?);
+            } else {
+                done.push(format!(
+                    "no boot entry for {disk} (rescue.efi-entries=no): firmware boots it by the removable path"
+                ));
+            }
+            Ok(done.join("; "))
         }
         BootChain::ExtlinuxBios => {
             let mut done = Vec::new();

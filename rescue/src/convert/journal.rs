@@ -151,6 +151,7 @@ mod tests {
                 files_to_change: Vec::new(),
                 chroot_commands: Vec::new(),
                 journal_replay: Vec::new(),
+                efi: None,
                 boot_chain: Default::default(),
             },
             files_changed: Vec::new(),

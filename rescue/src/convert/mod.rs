@@ -13,6 +13,7 @@ pub mod journal;
 pub mod plan;
 mod preflight;
 pub(crate) mod select;
+pub mod uefi;
 
 use crate::clone::{self, CloneArgs};
 use crate::cmdline;
@@ -202,6 +203,11 @@ pub fn run(
             .to_string(),
         );
     }
+    if sys::efivars::booted_by_uefi() {
+        // The firmware's boot entries: read for the plan, written for a UEFI host.
+        ctx.require_modules(&["efivarfs"])?;
+        sys::efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+    }
     let plan = match preflight(args, source, mirror) {
         Ok(p) => p,
         Err(e) => {
@@ -213,6 +219,16 @@ pub fn run(
     // What the configure step will need from the host's own root, read now (read-only,
     // without replaying a journal): a missing tool or file refuses the job.
     ctx.require_modules(&["ext4"])?;
+    if plan.esp_array().is_some() {
+        ctx.require_modules(&["vfat", "nls_cp437", "nls_ascii"])?;
+        if plan.efi.as_ref().is_some_and(|e| !e.entries) && args.efi_entries {
+            blockers.push(format!(
+                "{} boots by UEFI, but the rescue was started in BIOS (legacy) mode: it cannot write the firmware's boot entries; start the rescue in UEFI mode, or run with rescue.efi-entries=no to boot each disk by the removable path {} only",
+                source.path,
+                uefi::REMOVABLE_PATH
+            ));
+        }
+    }
     if let Err(e) = with_source_root(&plan, |root| configure::check_target(root, &plan)) {
         blockers.push(e);
     }
@@ -271,6 +287,13 @@ fn disk_name(path: &str) -> &str {
 fn execute(ctx: &mut dyn Rescue, mut j: Journal, rep: &mut ConvertReport) -> Result<(), String> {
     ctx.require_modules(&["md_mod", "raid1", "ext4"])?;
     let plan = j.plan.clone();
+    if plan.esp_array().is_some() {
+        ctx.require_modules(&["vfat", "nls_cp437", "nls_ascii"])?;
+        if plan.efi.as_ref().is_some_and(|e| e.entries) {
+            ctx.require_modules(&["efivarfs"])?;
+            sys::efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+        }
+    }
     let mirror_path = PathBuf::from(&plan.mirror.path);
     let source_path = PathBuf::from(&plan.source.path);
     let mut mirror_dev = File::options()

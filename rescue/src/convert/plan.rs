@@ -19,15 +19,18 @@ pub enum ArrayRole {
     Logs,
     Swap,
     Sr,
+    /// The EFI system partition of a UEFI host (last: the others keep their md numbers).
+    Esp,
 }
 
 impl ArrayRole {
-    pub const ALL: [ArrayRole; 5] = [
+    pub const ALL: [ArrayRole; 6] = [
         ArrayRole::Root,
         ArrayRole::Backup,
         ArrayRole::Logs,
         ArrayRole::Swap,
         ArrayRole::Sr,
+        ArrayRole::Esp,
     ];
 
     pub fn parse(s: &str) -> Option<ArrayRole> {
@@ -41,6 +44,7 @@ impl ArrayRole {
             ArrayRole::Logs => "logs",
             ArrayRole::Swap => "swap",
             ArrayRole::Sr => "sr",
+            ArrayRole::Esp => "esp",
         }
     }
 
@@ -112,6 +116,12 @@ pub enum Payload {
     LvmPv {
         pv_uuid: Option<String>,
         vg_name: Option<String>,
+    },
+    /// The FAT of an EFI system partition: copied whole (it is small, and firmware
+    /// reads it raw from either member, so nothing may differ).
+    Vfat {
+        label: Option<String>,
+        serial: Option<String>,
     },
     /// Nothing recognisable: nothing to copy (an unused backup partition).
     Empty,
@@ -187,6 +197,9 @@ pub struct ConvertPlan {
     /// never replayed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub journal_replay: Vec<u32>,
+    /// UEFI hosts: the loader and the firmware boot entries (decided in preflight).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub efi: Option<super::uefi::EfiPlan>,
 }
 
 /// Operator options that shape the plan.
@@ -216,8 +229,6 @@ pub enum PlanError {
     AlreadyConverted(String),
     #[error("{0} has no GPT partition table (an MBR install, as upgrades from XenServer 5.x keep): only GPT installs can be converted; convert this one by hand or reinstall it")]
     NotGpt(String),
-    #[error("{0} boots by UEFI (it has an EFI system partition): UEFI hosts are not supported yet, convert by hand")]
-    Uefi(String),
     #[error("source and mirror are both {0}: name two different disks")]
     SameDisk(String),
     #[error(
@@ -267,8 +278,18 @@ fn member_size_for(
     ))
 }
 
+/// The array a source partition becomes: its inspected role, and on a UEFI host the
+/// EFI system partition (inspect's `boot` with the ESP type), which firmware reads from
+/// either disk. A BIOS boot partition is never an array (grub-install writes each).
+pub fn array_role(p: &crate::inspect::Partition) -> Option<ArrayRole> {
+    match p.role.as_deref()? {
+        "boot" if p.type_guid.as_deref() == Some(gpt::types::EFI_SYSTEM) => Some(ArrayRole::Esp),
+        r => ArrayRole::parse(r),
+    }
+}
+
 fn role_of(p: &crate::inspect::Partition) -> Option<ArrayRole> {
-    ArrayRole::parse(p.role.as_deref()?)
+    array_role(p)
 }
 
 /// Plans the conversion of `source` onto `mirror`. `new_guid` gives fresh GUIDs
@@ -293,13 +314,6 @@ pub fn plan(
     }
     if source.path == mirror.path {
         return Err(PlanError::SameDisk(source.path.clone()));
-    }
-    if source
-        .partitions
-        .iter()
-        .any(|p| p.type_guid.as_deref() == Some(gpt::types::EFI_SYSTEM))
-    {
-        return Err(PlanError::Uefi(source.path.clone()));
     }
     if source.logical_sector_size != mirror.logical_sector_size {
         return Err(PlanError::SectorSize(
@@ -359,6 +373,10 @@ pub fn plan(
                     },
                 }
             }
+            (Some("vfat"), ArrayRole::Esp) => Payload::Vfat {
+                label: ip.label.clone(),
+                serial: ip.uuid.clone(),
+            },
             (None, ArrayRole::Backup) => Payload::Empty,
             (other, _) => {
                 return Err(PlanError::UnknownContent(
@@ -373,6 +391,13 @@ pub fn plan(
             .get(&role)
             .copied()
             .unwrap_or(chain.default_metadata(role));
+        if role == ArrayRole::Esp && version == MetadataVersion::V1_2 {
+            return Err(PlanError::Md(
+                version.to_string(),
+                gp.number,
+                "firmware reads the ESP's FAT from the start of a member: use rescue.metadata=esp:1.0".into(),
+            ));
+        }
         let content = Bytes(src_size * ss);
         let geo = member_size_for(version, content, opts.bitmap)
             .map_err(|e| PlanError::Md(version.to_string(), gp.number, e))?;
@@ -460,7 +485,9 @@ pub fn plan(
             source_size_bytes: gp.size_lbas() * ss,
             start_lba: starts[i],
             size_bytes: sizes[i] * ss,
-            type_guid: if array.is_some() {
+            // The ESP keeps its type on both disks: firmware looks for the removable
+            // path and the boot entries' loader on a partition of that type.
+            type_guid: if array.is_some_and(|a| a != ArrayRole::Esp) {
                 gpt::types::LINUX_RAID.to_string()
             } else {
                 gp.type_guid.to_string()
@@ -528,6 +555,7 @@ pub fn plan(
         files_to_change: Vec::new(),
         chroot_commands: Vec::new(),
         journal_replay: Vec::new(),
+        efi: None,
     })
 }
 
@@ -551,6 +579,11 @@ impl ConvertPlan {
     }
 
     /// The root array: every plan has one (the plan is refused without a root).
+    /// The EFI system partition's array (UEFI hosts only).
+    pub fn esp_array(&self) -> Option<&PlannedArray> {
+        self.arrays.iter().find(|a| a.role == ArrayRole::Esp)
+    }
+
     pub fn root_array(&self) -> Result<&PlannedArray, String> {
         self.arrays
             .iter()

@@ -1,8 +1,10 @@
 //! Preflight: everything read and decided before the first write. A refusal here
 //! leaves every disk as it was.
 
+use super::bootchain::BootChain;
 use super::partition_path;
 use super::plan::{self, ArrayRole, ConvertPlan};
+use super::uefi;
 use crate::clone;
 use crate::cmdline;
 use crate::formats::gpt;
@@ -31,7 +33,7 @@ pub(super) fn preflight(
     let mut facts = plan::SourceFacts::default();
     let mut replay = Vec::new();
     for p in &source.partitions {
-        if p.role.as_deref().and_then(ArrayRole::parse).is_none() {
+        if plan::array_role(p).is_none() {
             continue;
         }
         let dev = partition_path(&source.name, p.number)?;
@@ -86,6 +88,9 @@ pub(super) fn preflight(
         .map_err(|e| format!("read {}: {e}", source.path))?;
     p.protective_mbr_active = p.boot_chain.protective_mbr_active(mbr[446] == 0x80);
     p.journal_replay = replay;
+    if p.boot_chain == BootChain::GrubEfi {
+        p.efi = Some(efi_plan(args, &p, &table)?);
+    }
     p.files_to_change = super::configure::target_files(p.boot_chain);
     p.chroot_commands = vec![
         "e2fsck -fn <each ext array> (in a chroot of the source root, read-only)".into(),
@@ -94,6 +99,41 @@ pub(super) fn preflight(
     p.chroot_commands
         .extend(p.boot_chain.plan_lines(&mirror.path, &source.path));
     Ok(p)
+}
+
+/// The loader and boot entries of a UEFI host: the firmware's entry that boots the
+/// source's ESP names both (read through efivarfs); without one, the vendor's loader.
+fn efi_plan(
+    args: &cmdline::Plan,
+    p: &ConvertPlan,
+    table: &gpt::GptTable,
+) -> Result<uefi::EfiPlan, String> {
+    let esp = p
+        .esp_array()
+        .ok_or("a UEFI host without an ESP array in the plan")?;
+    let esp_guid = table
+        .partitions
+        .iter()
+        .find(|g| g.number == esp.partition)
+        .map(|g| g.unique_guid)
+        .ok_or("the ESP is not in the source's partition table")?;
+    let mut efi = uefi::EfiPlan {
+        loader: uefi::DEFAULT_LOADER.into(),
+        entries: args.efi_entries && sys::efivars::booted_by_uefi(),
+        original: None,
+        description: "XenServer".into(),
+    };
+    if sys::efivars::booted_by_uefi() {
+        let vars = uefi::read_vars()?;
+        if let Some((n, o)) = vars.booting(esp_guid) {
+            efi.original = Some(n);
+            efi.description = o.description.clone();
+            if let Some(f) = uefi::file_of(o) {
+                efi.loader = f.to_string();
+            }
+        }
+    }
+    Ok(efi)
 }
 
 /// Whether an ext filesystem was not cleanly unmounted.

@@ -357,12 +357,13 @@ fn bootloader(p: &ReplacePlan) -> Result<String, String> {
         .find(|a| a.root)
         .ok_or("no array holds the host's root: cannot install its bootloader")?;
     let disk = p.new.path.clone();
-    mounted(
-        Path::new(&root.device),
-        "replace-root",
-        false,
-        "",
-        |r| match p.boot_chain {
+    mounted(Path::new(&root.device), "replace-root", false, "", |r| {
+        match p.boot_chain {
+            // The ESP is an array: its recovery brings the loader and the removable path.
+            BootChain::GrubEfi => Ok(format!(
+                "the ESP array's recovery brings the loader and {} to {disk}; no firmware boot entry was written for it (add one with efibootmgr, or the firmware boots it by the removable path)",
+                crate::convert::uefi::REMOVABLE_PATH
+            )),
             BootChain::GrubBios => {
                 chroot_ok(r, "grub-install", &["--target=i386-pc", &disk])?;
                 Ok(format!("grub on {disk}"))
@@ -391,8 +392,8 @@ fn bootloader(p: &ReplacePlan) -> Result<String, String> {
                 .map_err(|e| format!("{disk}: writing the MBR: {e}"))?;
                 Ok(format!("{} in the MBR of {disk}", from.display()))
             }
-        },
-    )
+        }
+    })
 }
 
 /// Sectors written so far to a partition (`/sys/class/block/<name>/stat`, field 7).

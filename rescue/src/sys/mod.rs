@@ -2,6 +2,7 @@
 //! clocks, reboot, block-device and md ioctls. Everything else calls through here.
 
 pub mod direct_io;
+pub mod efivars;
 pub mod md;
 
 use std::ffi::CStr;

@@ -48,6 +48,7 @@ fn target_of<'a>(
     let role = match (mnt, fstype) {
         ("/", _) => Role::Root,
         ("/var/log", _) => Role::Logs,
+        ("/boot/efi", _) => Role::Esp,
         (_, "swap") => Role::Swap,
         _ => return None,
     };
@@ -112,6 +113,25 @@ mod tests {
         assert_eq!(
             lines[2],
             "UUID=0f3c5a0e-7d6b-4f57-9a3c-1c2d3e4f5a6b / ext3 defaults 1 1"
+        );
+    }
+
+    #[test]
+    fn the_esp_is_mounted_from_its_array_by_the_fat_serial() {
+        let mut c = conv7();
+        c.arrays.push(ArrayInfo {
+            role: Role::Esp,
+            device: "/dev/md/esp".into(),
+            name: "xenserver:esp".into(),
+            uuid: "0a0b0c0d:01020304:05060708:090a0b0c".into(),
+            metadata: "1.0".into(),
+            fs_uuid: Some("1234-ABCD".into()),
+            fs_label: Some("BOOT-VGDORJ".into()),
+        });
+        let f = "LABEL=BOOT-VGDORJ /boot/efi vfat defaults 0 2\n/dev/sda4\t/boot/efi vfat defaults 0 2\n";
+        assert_eq!(
+            rewrite_fstab(f, &c),
+            "UUID=1234-ABCD /boot/efi vfat defaults 0 2\nUUID=1234-ABCD\t/boot/efi vfat defaults 0 2\n"
         );
     }
 }

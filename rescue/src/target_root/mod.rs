@@ -49,6 +49,8 @@ pub enum Role {
     Logs,
     Swap,
     Sr,
+    /// The EFI system partition, mounted on `/boot/efi`.
+    Esp,
 }
 
 impl Role {
@@ -152,7 +154,9 @@ impl Conversion {
                     metadata: a.metadata.clone(),
                 });
             }
-            if matches!(a.role, Role::Root | Role::Logs | Role::Swap) && a.fs_uuid.is_none() {
+            if matches!(a.role, Role::Root | Role::Logs | Role::Swap | Role::Esp)
+                && a.fs_uuid.is_none()
+            {
                 return Err(TargetError::MissingFsUuid {
                     role: a.role,
                     device: a.device.clone(),
