@@ -10,6 +10,7 @@ use crate::formats::ext::{self, ExtError};
 use crate::formats::extents::Extents;
 use crate::formats::lvm::{self, LvmError};
 use crate::formats::swap::{self, SwapError, SwapHeader};
+use crate::formats::vfat;
 use crate::sys::direct_io;
 use crate::units::Bytes;
 use serde::Serialize;
@@ -49,6 +50,7 @@ pub enum Kind {
     Ext4,
     Lvm2Pv,
     Swap,
+    Vfat,
     Raw,
 }
 
@@ -60,6 +62,7 @@ impl std::fmt::Display for Kind {
             Kind::Ext4 => "ext4",
             Kind::Lvm2Pv => "lvm2-pv",
             Kind::Swap => "swap",
+            Kind::Vfat => "vfat",
             Kind::Raw => "raw",
         })
     }
@@ -262,12 +265,40 @@ pub fn plan<R: Read + Seek>(r: &mut R, raw: bool) -> Result<Plan, CloneError> {
                 notes,
             })
         }
-        Err(ExtError::NotExt) => Ok(raw_plan(
-            "no known format: copied byte for byte".into(),
-            vec![],
-        )),
+        Err(ExtError::NotExt) => vfat_plan(r, size).map(|p| {
+            p.unwrap_or_else(|| raw_plan("no known format: copied byte for byte".into(), vec![]))
+        }),
         Err(e) => Err(e.into()),
     }
+}
+
+/// A FAT (an EFI system partition): its metadata and used clusters.
+fn vfat_plan<R: Read + Seek>(r: &mut R, size: Bytes) -> Result<Option<Plan>, CloneError> {
+    let io_err = |source| CloneError::Io {
+        path: PathBuf::from("source"),
+        source,
+    };
+    let Some(m) = vfat::used_map(r).map_err(io_err)? else {
+        return Ok(None);
+    };
+    if m.extents.end() > size {
+        return Err(io_err(std::io::Error::other(format!(
+            "the FAT file system is larger ({}) than its partition ({size}): it is truncated; copy it with --raw",
+            m.extents.end()
+        ))));
+    }
+    Ok(Some(Plan {
+        kind: Kind::Vfat,
+        detail: format!(
+            "FAT{}, {} clusters of {} bytes in use",
+            m.fat_bits, m.used_clusters, m.cluster_bytes
+        ),
+        source_size: size,
+        used: m.extents.total(),
+        extents: m.extents,
+        swap: None,
+        notes: vec![],
+    }))
 }
 
 fn open_plain(path: &Path, write: bool) -> Result<File, CloneError> {

@@ -254,6 +254,8 @@ fn swap_area(data: &[u8]) {
 
 fn vfat_fs(data: &[u8]) {
     let _ = vfat::probe(&mut Cursor::new(data), 0);
+    // The used-clusters map reads the FAT: its size and entries come from the input.
+    let _ = vfat::used_map(&mut Cursor::new(data));
 }
 
 fn vhd_image(data: &[u8]) {

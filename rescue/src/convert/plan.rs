@@ -117,8 +117,9 @@ pub enum Payload {
         pv_uuid: Option<String>,
         vg_name: Option<String>,
     },
-    /// The FAT of an EFI system partition: copied whole (it is small, and firmware
-    /// reads it raw from either member, so nothing may differ).
+    /// The FAT of an EFI system partition: its metadata and used clusters (the source's
+    /// member is then recovered from the array, so both members end up identical, which
+    /// firmware reading either one raw needs).
     Vfat {
         label: Option<String>,
         serial: Option<String>,

@@ -93,6 +93,105 @@ pub fn parse(s: &[u8; 512]) -> Option<Vfat> {
     })
 }
 
+/// The clusters a FAT file system uses, as byte ranges: the boot sectors, the FATs and
+/// the FAT12/16 root directory, then every cluster whose FAT entry is neither free nor
+/// marked bad. What a used-blocks copy moves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsedMap {
+    pub fat_bits: u8,
+    pub extents: super::extents::Extents,
+    pub cluster_bytes: u64,
+    pub used_clusters: u64,
+}
+
+/// Largest FAT read into memory (a 2 TiB FAT32 with 4 KiB clusters has a 2 GiB FAT;
+/// an ESP's is well under a MiB).
+const MAX_FAT_BYTES: u64 = 256 << 20;
+
+/// Reads the first FAT of the file system at the start of `r` and maps what it uses.
+/// `Ok(None)`: not FAT.
+pub fn used_map<R: Read + Seek>(r: &mut R) -> io::Result<Option<UsedMap>> {
+    use crate::units::Bytes;
+    let mut s = [0u8; 512];
+    if !super::read_exact_at(r, 0, &mut s)? {
+        return Ok(None);
+    }
+    let Some(v) = parse(&s) else {
+        return Ok(None);
+    };
+    let bps = u64::from(le16(&s, 11));
+    let spc = u64::from(s[13]);
+    let reserved = u64::from(le16(&s, 14));
+    let fats = u64::from(s[16]);
+    let root_sectors = (u64::from(le16(&s, 17)) * 32).div_ceil(bps);
+    let fat_sectors = match le16(&s, 22) {
+        0 => u64::from(le32(&s, 36)),
+        n => u64::from(n),
+    };
+    let total = match le16(&s, 19) {
+        0 => u64::from(le32(&s, 32)),
+        n => u64::from(n),
+    };
+    let meta = reserved + fats * fat_sectors + root_sectors;
+    let clusters = (total - meta) / spc; // parse() checked total >= meta
+    let fat_bytes = fat_sectors * bps;
+    if fat_bytes > MAX_FAT_BYTES {
+        return Err(io::Error::other(format!(
+            "FAT of {fat_bytes} bytes is larger than {MAX_FAT_BYTES}: copy the partition whole (--raw)"
+        )));
+    }
+    let len = r.seek(io::SeekFrom::End(0))?;
+    let mut fat = vec![0u8; fat_bytes.min(len) as usize];
+    if fat.len() as u64 != fat_bytes || !super::read_exact_at(r, reserved * bps, &mut fat)? {
+        return Err(io::Error::other(
+            "the FAT runs past the end of the partition: the file system is truncated",
+        ));
+    }
+    let entry = |n: u64| -> Option<u32> {
+        let n = n as usize;
+        match v.fat_bits {
+            12 => {
+                let o = n + n / 2;
+                let w = u32::from(u16::from_le_bytes([*fat.get(o)?, *fat.get(o + 1)?]));
+                Some(if n % 2 == 0 { w & 0xfff } else { w >> 4 })
+            }
+            16 => Some(u32::from(u16::from_le_bytes([
+                *fat.get(2 * n)?,
+                *fat.get(2 * n + 1)?,
+            ]))),
+            _ => Some(le32(fat.get(4 * n..4 * n + 4)?, 0) & 0x0fff_ffff),
+        }
+    };
+    let bad = match v.fat_bits {
+        12 => 0xff7,
+        16 => 0xfff7,
+        _ => 0x0fff_fff7,
+    };
+    let cluster_bytes = spc * bps;
+    let data_start = meta * bps;
+    let mut ranges = vec![(Bytes(0), Bytes(data_start))];
+    let mut used = 0;
+    for n in 2..clusters + 2 {
+        match entry(n) {
+            Some(0) => {}
+            Some(e) if e == bad => {}
+            Some(_) => {
+                let at = data_start + (n - 2) * cluster_bytes;
+                ranges.push((Bytes(at), Bytes(at + cluster_bytes)));
+                used += 1;
+            }
+            // A FAT too short for its clusters: the rest cannot be in use.
+            None => break,
+        }
+    }
+    Ok(Some(UsedMap {
+        fat_bits: v.fat_bits,
+        extents: super::extents::Extents::from_ranges(ranges),
+        cluster_bytes,
+        used_clusters: used,
+    }))
+}
+
 /// Why a FAT32 file system cannot be made.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
