@@ -5,7 +5,10 @@
 //! first), the mirror by its own entry, and the mirror with an empty variable store by
 //! the removable path `\EFI\BOOT\BOOTX64.EFI`.
 
-use qemu_tests::fixture::{self, boot_xen_uefi, checksums_ok, copy_image, OVMF_CODE, OVMF_VARS};
+use qemu_tests::fixture::{
+    self, boot_xen_uefi, boot_xen_uefi_then, checksums_ok, copy_image, AfterStatus, Expect,
+    OVMF_CODE, OVMF_VARS,
+};
 use qemu_tests::images::{self, run};
 use qemu_tests::ovmf_vars::{read_boot_config, BootConfig};
 use qemu_tests::vm::{Bus, Disk, Firmware, VmBuilder};
@@ -76,8 +79,9 @@ fn entry_for(cfg: &BootConfig, esp: &gpt::GptPartition) -> Option<u16> {
 }
 
 /// What every booted disk must show: the arrays in use, the ESP from its array, booted
-/// by EFI, every checksum; and the entry the firmware booted.
-fn check_boot(status: &Value, what: &str, boot_current: Option<u16>) {
+/// by EFI, every checksum; the entry the firmware booted; with `in_sync`, every array
+/// `[UU]`.
+fn check_boot(status: &Value, what: &str, boot_current: Option<u16>, in_sync: bool) {
     for (k, v) in [
         ("/", &status["root"]["source"]),
         ("/var/log", &status["var_log"]),
@@ -108,6 +112,11 @@ fn check_boot(status: &Value, what: &str, boot_current: Option<u16>) {
         Some(6),
         "{what}: six arrays (root, backup, logs, swap, SR, ESP): {status}"
     );
+    if in_sync {
+        for a in status["md"].as_array().unwrap() {
+            assert!(a.to_string().contains("UU"), "{what}: not in sync: {a}");
+        }
+    }
     if let Some(n) = boot_current {
         let want = format!("BootCurrent: {n:04X}");
         let lines: Vec<&str> = status["efibootmgr"]
@@ -121,13 +130,22 @@ fn check_boot(status: &Value, what: &str, boot_current: Option<u16>) {
     }
 }
 
-#[test]
-fn converts_a_uefi_host_and_boots_each_disk_by_its_entry() {
+/// The source (the fixture, its probe told to wait for any resync), a blank mirror, and
+/// the host's variable store.
+struct Host {
+    scratch: Scratch,
+    source: PathBuf,
+    mirror: PathBuf,
+    vars: PathBuf,
+    /// The installer's entry, first in the fixture's `BootOrder`.
+    original: BootConfig,
+}
+
+fn host(tag: &str) -> Host {
     let fx = fixture::fixture("xs8-uefi").unwrap();
-    let scratch = Scratch::new("convert-uefi").unwrap();
+    let scratch = Scratch::new(tag).unwrap();
     let source = scratch.path("source.img");
     copy_image(&fx.image, &source).unwrap();
-    // The probe waits for any resync before it reports (as in convert.rs).
     let root = rescue::inspect::inspect_path(&source)
         .unwrap()
         .partitions
@@ -139,93 +157,198 @@ fn converts_a_uefi_host_and_boots_each_disk_by_its_entry() {
         .unwrap();
     let mirror = scratch.path("mirror.img");
     images::blank_disk(&mirror, std::fs::metadata(&source).unwrap().len()).unwrap();
-    let vars: PathBuf = scratch.path("vars.fd");
+    let vars = scratch.path("vars.fd");
     std::fs::copy(fx.uefi_vars.as_deref().expect("uefi_vars"), &vars).unwrap();
     let original = read_boot_config(&vars).unwrap();
-    let (orig_n, _) = original.first().expect("the installer's entry");
-    let disks = [
-        (source.as_path(), "XS-SOURCE"),
-        (mirror.as_path(), "XS-MIRROR"),
-    ];
+    Host {
+        scratch,
+        source,
+        mirror,
+        vars,
+        original,
+    }
+}
 
-    if full_matrix() {
-        let before = [
-            images::content_fingerprint(&source).unwrap(),
-            images::content_fingerprint(&mirror).unwrap(),
-        ];
-        let r = uefi_rescue(
-            &scratch.dir.join("dry"),
-            &disks,
-            &vars,
-            &format!("{CONVERT} rescue.dry-run"),
-        );
-        assert!(r.errors.is_empty(), "dry run: {:?}", r.errors);
-        let conv = r.convert.as_ref().expect("convert section");
-        let plan = conv.plan.as_ref().expect("the plan");
-        assert!(plan.esp_array().is_some(), "no ESP array planned");
-        assert_eq!(plan.efi.as_ref().unwrap().original, Some(orig_n));
-        let after = [
-            images::content_fingerprint(&source).unwrap(),
-            images::content_fingerprint(&mirror).unwrap(),
-        ];
-        assert_eq!(before, after, "the dry run wrote a disk");
-        assert_eq!(
-            read_boot_config(&vars).unwrap().entries,
-            original.entries,
-            "the dry run wrote a boot entry"
+impl Host {
+    fn disks(&self) -> [(&Path, &str); 2] {
+        [
+            (self.source.as_path(), "XS-SOURCE"),
+            (self.mirror.as_path(), "XS-MIRROR"),
+        ]
+    }
+
+    fn rescue(&self, tag: &str, args: &str) -> Report {
+        uefi_rescue(&self.scratch.dir.join(tag), &self.disks(), &self.vars, args)
+    }
+
+    /// The variable store after the conversion: an entry per disk's ESP, the installer's
+    /// (moved to the source's new ESP partition, same number and name) first, the
+    /// mirror's second. Returns their numbers.
+    fn check_entries(&self) -> (u16, u16) {
+        let cfg = read_boot_config(&self.vars).unwrap();
+        let ctx = cfg.lines().join("\n");
+        let src = entry_for(&cfg, &esp_of(&self.source))
+            .unwrap_or_else(|| panic!("no entry for the source's ESP:\n{ctx}"));
+        let mir = entry_for(&cfg, &esp_of(&self.mirror))
+            .unwrap_or_else(|| panic!("no entry for the mirror's ESP:\n{ctx}"));
+        let (orig, orig_entry) = self.original.first().expect("the installer's entry");
+        assert_eq!(src, orig, "the installer's entry was not reused:\n{ctx}");
+        assert_eq!(&cfg.order[..2], &[src, mir], "BootOrder:\n{ctx}");
+        assert_eq!(cfg.entry(src).unwrap().description, orig_entry.description);
+        (src, mir)
+    }
+
+    fn rerun_says_converted(&self) {
+        let again = self.rescue("rerun", CONVERT);
+        assert!(again.errors.is_empty(), "rerun: {:?}", again.errors);
+        assert!(
+            again.convert.as_ref().is_some_and(|c| c.already_converted),
+            "rerun did not say already converted"
         );
     }
 
-    let r = uefi_rescue(
-        &scratch.dir.join("convert"),
-        &disks,
-        &vars,
-        &format!("{CONVERT} rescue.wait-resync=yes"),
-    );
+    /// Xen from these disks under OVMF with a copy of `vars`.
+    fn boot(&self, disks: &[&Path], vars: &Path, tag: &str, then: Then) -> Value {
+        let disks = disks
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let d = Disk::new(p, Bus::Ahci).serial(&format!("XSFIXTURE8-{i}"));
+                if then == Then::Keep {
+                    d
+                } else {
+                    d.snapshot()
+                }
+            })
+            .collect();
+        let dir = self.scratch.dir.join(tag);
+        match then {
+            Then::Snapshot => boot_xen_uefi(disks, vars, &dir),
+            Then::Keep => boot_xen_uefi_then(
+                disks,
+                vars,
+                &dir,
+                Expect::BootAndResync,
+                AfterStatus::PowerOff,
+            ),
+        }
+        .unwrap()
+    }
+}
+
+/// What a boot leaves on its disks.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Then {
+    /// Nothing: the boot runs on snapshots.
+    Snapshot,
+    /// Its writes (the resync), and dom0 powers off cleanly.
+    Keep,
+}
+
+/// CI: convert with the resync waited for, the variable store checked, the rerun, then
+/// each disk alone: the source by the installer's entry, the mirror by its own, and the
+/// mirror with an empty variable store by the removable path.
+#[test]
+fn converts_a_uefi_host_and_boots_each_disk_by_its_entry() {
+    if full_matrix() {
+        return converts_a_uefi_host_full();
+    }
+    let h = host("convert-uefi");
+    let r = h.rescue("convert", &format!("{CONVERT} rescue.wait-resync=yes"));
     assert!(r.errors.is_empty(), "convert: {:?}", r.errors);
+    let (src_n, mir_n) = h.check_entries();
+    h.rerun_says_converted();
+    each_disk_alone(&h, src_n, mir_n);
+}
 
-    // The variable store: an entry per disk's ESP, the installer's (moved to the source's
-    // new ESP partition) first, the mirror's second.
-    let cfg = read_boot_config(&vars).unwrap();
-    let ctx = cfg.lines().join("\n");
-    let src_n = entry_for(&cfg, &esp_of(&source))
-        .unwrap_or_else(|| panic!("no entry for the source's ESP:\n{ctx}"));
-    let mir_n = entry_for(&cfg, &esp_of(&mirror))
-        .unwrap_or_else(|| panic!("no entry for the mirror's ESP:\n{ctx}"));
-    assert_eq!(
-        src_n, orig_n,
-        "the installer's entry was not reused:\n{ctx}"
-    );
-    assert_eq!(&cfg.order[..2], &[src_n, mir_n], "BootOrder:\n{ctx}");
-    assert_eq!(cfg.entry(src_n).unwrap().description, "XenServer");
-
-    // Rerun: already converted, nothing written.
-    let again = uefi_rescue(&scratch.dir.join("rerun"), &disks, &vars, CONVERT);
-    assert!(again.errors.is_empty(), "rerun: {:?}", again.errors);
-    assert!(
-        again.convert.as_ref().is_some_and(|c| c.already_converted),
-        "rerun did not say already converted"
-    );
-
-    // Each disk alone, on snapshots, two at a time.
-    let empty = scratch.path("empty-vars.fd");
+/// Each disk alone on snapshots, two at a time: the source and the mirror by their
+/// entries, then the mirror with an empty variable store (the removable path).
+fn each_disk_alone(h: &Host, src_n: u16, mir_n: u16) {
+    let empty = h.scratch.path("empty-vars.fd");
     std::fs::copy(OVMF_VARS, &empty).unwrap();
-    let boot = |img: &Path, v: &Path, tag: &str| {
-        let d = Disk::new(img, Bus::Ahci).serial("XSFIXTURE8").snapshot();
-        boot_xen_uefi(vec![d], v, &scratch.dir.join(tag))
-    };
     std::thread::scope(|s| {
-        let a = s.spawn(|| boot(&source, &vars, "source-alone"));
-        let b = s.spawn(|| boot(&mirror, &empty, "mirror-alone-empty-vars"));
-        let a = a.join().unwrap().unwrap();
-        let b = b.join().unwrap().unwrap();
-        check_boot(&a, "source alone", Some(src_n));
+        let a = s.spawn(|| h.boot(&[&h.source], &h.vars, "source-alone", Then::Snapshot));
+        let b = s.spawn(|| h.boot(&[&h.mirror], &h.vars, "mirror-alone", Then::Snapshot));
+        check_boot(&a.join().unwrap(), "source alone", Some(src_n), false);
+        check_boot(&b.join().unwrap(), "mirror alone", Some(mir_n), false);
+    });
+    let m = h.boot(
+        &[&h.mirror],
+        &empty,
+        "mirror-alone-empty-vars",
+        Then::Snapshot,
+    );
+    check_boot(
+        &m,
+        "mirror alone, empty variable store (removable path)",
+        None,
+        false,
+    );
+}
+
+/// e2e: the dry run writes nothing (disks nor variables); the conversion is cut by a
+/// power failure after the ESP step and resumed; the mirror alone right after beside
+/// both disks to `[UU]`; then each disk alone, and the removable path.
+fn converts_a_uefi_host_full() {
+    let h = host("convert-uefi-full");
+    let fp = |p: &Path| images::content_fingerprint(p).unwrap();
+    let before = [fp(&h.source), fp(&h.mirror)];
+    let r = h.rescue("dry", &format!("{CONVERT} rescue.dry-run"));
+    assert!(r.errors.is_empty(), "dry run: {:?}", r.errors);
+    let conv = r.convert.as_ref().expect("convert section");
+    let plan = conv.plan.as_ref().expect("the plan");
+    assert!(plan.esp_array().is_some(), "no ESP array planned");
+    assert_eq!(
+        plan.efi.as_ref().unwrap().original,
+        h.original.first().map(|(n, _)| n)
+    );
+    assert_eq!(
+        before,
+        [fp(&h.source), fp(&h.mirror)],
+        "the dry run wrote a disk"
+    );
+    assert_eq!(
+        read_boot_config(&h.vars).unwrap().entries,
+        h.original.entries,
+        "the dry run wrote a boot entry"
+    );
+
+    // Cut as the source's attach begins: the ESP array, its files and the mirror's
+    // entry are done, the source not yet touched.
+    let marker = "convert: attach-source ...";
+    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
+        .memory_mib(2048)
+        .firmware(Firmware::Ovmf {
+            code: OVMF_CODE.into(),
+            vars: h.vars.clone(),
+        })
+        .append(CONVERT);
+    for (path, serial) in h.disks() {
+        b = b.disk(Disk::new(path, Bus::Ahci).serial(serial));
+    }
+    let mut vm = b.spawn(&h.scratch.dir.join("cut")).unwrap();
+    vm.wait_until(CONVERT_TIMEOUT, marker, |log| {
+        log.contains(marker).then_some(())
+    })
+    .unwrap();
+    vm.kill();
+    let r = h.rescue("resume", CONVERT);
+    assert!(r.errors.is_empty(), "resume: {:?}", r.errors);
+    let started = &r.convert.as_ref().unwrap().started_from;
+    assert_ne!(started, "new", "the rerun did not resume the job");
+    let (src_n, mir_n) = h.check_entries();
+    h.rerun_says_converted();
+
+    std::thread::scope(|s| {
+        let a = s.spawn(|| h.boot(&[&h.mirror], &h.vars, "mirror-first", Then::Snapshot));
+        let both = h.boot(&[&h.source, &h.mirror], &h.vars, "both", Then::Keep);
+        check_boot(&both, "both disks", Some(src_n), true);
         check_boot(
-            &b,
-            "mirror alone, empty variable store (removable path)",
-            None,
+            &a.join().unwrap(),
+            "mirror alone right after",
+            Some(mir_n),
+            false,
         );
     });
-    let m = boot(&mirror, &vars, "mirror-alone").unwrap();
-    check_boot(&m, "mirror alone", Some(mir_n));
+    each_disk_alone(&h, src_n, mir_n);
 }
