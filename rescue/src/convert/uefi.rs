@@ -224,6 +224,115 @@ pub fn entry_updates(
     (writes, order_with(&vars.order, &front))
 }
 
+/// The entry for a replaced disk's ESP (`want`): the dead disk's entry — the same
+/// loader on a partition neither the survivor nor the new disk has — takes the new
+/// disk's partition, keeping its number, name and place in `BootOrder`; without one, a
+/// new entry goes right after the survivor's.
+pub fn new_disk_updates(vars: &BootVars, survivor_esp: Guid, mut want: LoadOption) -> EntryUpdates {
+    let survivor = vars.booting(survivor_esp).map(|(n, _)| n);
+    let loader = file_of(&want).map(str::to_owned);
+    let new_esp = partition_of(&want);
+    let dead = vars
+        .entries
+        .iter()
+        .find(|(n, o)| {
+            Some(*n) != survivor
+                && file_of(o).map(str::to_owned) == loader
+                && partition_of(o).is_some_and(|g| g != survivor_esp && Some(g) != new_esp)
+        })
+        .map(|(n, o)| (*n, o));
+    // The dead disk's entry, or this one written by an earlier run: its name stays.
+    let same = vars.entries.iter().find(|(_, o)| o.path == want.path);
+    if let Some((_, o)) = dead.or(same.map(|(n, o)| (*n, o))) {
+        want.description = o.description.clone();
+        want.attributes = o.attributes;
+    }
+    let (n, write) = place(vars, dead.map(|(n, _)| n), &want);
+    let writes = if write { vec![(n, want)] } else { vec![] };
+    let order = if vars.order.contains(&n) {
+        vars.order.clone()
+    } else {
+        let at = survivor
+            .and_then(|s| vars.order.iter().position(|o| *o == s))
+            .map_or(vars.order.len(), |i| i + 1);
+        let mut o = vars.order.clone();
+        o.insert(at, n);
+        o
+    };
+    (writes, order)
+}
+
+/// Replace on a UEFI host: the new disk's boot entry, from the two disks' GPTs (read
+/// now: the new disk's was just written) and the survivor's entry. Says what it did.
+pub fn write_new_disk_entry(survivor: &Path, new: &Path, new_name: &str) -> Result<String, String> {
+    use crate::formats::gpt;
+    if !efivars::booted_by_uefi() {
+        return Ok(format!(
+            "no firmware boot entry for {new_name}: the rescue was started in BIOS mode; the firmware boots it by the removable path {REMOVABLE_PATH}, or add an entry with efibootmgr"
+        ));
+    }
+    let esp_of = |dev: &Path| -> Result<gpt::GptPartition, String> {
+        let mut f = std::fs::File::open(dev).map_err(|e| format!("open {}: {e}", dev.display()))?;
+        let t = gpt::read(&mut f, None).map_err(|e| format!("{}: {e}", dev.display()))?;
+        let esp = Guid::parse(gpt::types::EFI_SYSTEM).expect("constant");
+        t.partitions
+            .into_iter()
+            .find(|p| p.type_guid == esp)
+            .ok_or_else(|| format!("{} has no EFI system partition", dev.display()))
+    };
+    let s = esp_of(survivor)?;
+    let n = esp_of(new)?;
+    let vars = read_vars()?;
+    let (loader, description) = match vars.booting(s.unique_guid) {
+        Some((_, o)) => (
+            file_of(o).unwrap_or(DEFAULT_LOADER).to_owned(),
+            o.description.clone(),
+        ),
+        None => (DEFAULT_LOADER.to_owned(), "XenServer".to_owned()),
+    };
+    let want = LoadOption::for_partition(
+        &format!("{description} ({new_name})"),
+        n.number,
+        n.first_lba.0,
+        n.size_lbas(),
+        n.unique_guid,
+        &loader,
+    )
+    .map_err(|e| e.to_string())?;
+    let (writes, order) = new_disk_updates(&vars, s.unique_guid, want);
+    apply(&vars, &writes, &order)
+}
+
+/// Writes entries and `BootOrder` (only if it changed); says what.
+fn apply(vars: &BootVars, writes: &[(u16, LoadOption)], order: &[u16]) -> Result<String, String> {
+    let mut done = Vec::new();
+    for (n, o) in writes {
+        let name = format!("Boot{n:04X}");
+        efivars::write(
+            &efi::efivarfs_name(&name),
+            &efi::efivarfs_content(efi::ATTRS_NV_BS_RT, &o.encode()),
+        )
+        .map_err(|e| format!("write the EFI boot entry {name}: {e}"))?;
+        done.push(format!("{name} {} {}", o.description, o.path_string()));
+    }
+    if order != vars.order {
+        efivars::write(
+            &efi::efivarfs_name("BootOrder"),
+            &efi::efivarfs_content(efi::ATTRS_NV_BS_RT, &efi::encode_boot_order(order)),
+        )
+        .map_err(|e| format!("write the EFI BootOrder: {e}"))?;
+    }
+    let order: Vec<String> = order.iter().map(|n| format!("{n:04X}")).collect();
+    if done.is_empty() {
+        done.push("boot entry already in place".into());
+    }
+    Ok(format!(
+        "{}; BootOrder {}",
+        done.join(", "),
+        order.join(",")
+    ))
+}
+
 /// The firmware's boot variables, read through efivarfs.
 pub fn read_vars() -> Result<BootVars, String> {
     let suffix = format!("-{}", efi::GLOBAL_VARIABLE.to_ascii_lowercase());
@@ -248,32 +357,7 @@ pub fn read_vars() -> Result<BootVars, String> {
 pub fn write_entries(plan: &ConvertPlan, efi: &EfiPlan, side: Side) -> Result<String, String> {
     let vars = read_vars()?;
     let (writes, order) = updates(plan, efi, &vars, side)?;
-    let mut done = Vec::new();
-    for (n, o) in &writes {
-        let name = format!("Boot{n:04X}");
-        efivars::write(
-            &efi::efivarfs_name(&name),
-            &efi::efivarfs_content(efi::ATTRS_NV_BS_RT, &o.encode()),
-        )
-        .map_err(|e| format!("write the EFI boot entry {name}: {e}"))?;
-        done.push(format!("{name} {} {}", o.description, o.path_string()));
-    }
-    if order != vars.order {
-        efivars::write(
-            &efi::efivarfs_name("BootOrder"),
-            &efi::efivarfs_content(efi::ATTRS_NV_BS_RT, &efi::encode_boot_order(&order)),
-        )
-        .map_err(|e| format!("write the EFI BootOrder: {e}"))?;
-    }
-    let order: Vec<String> = order.iter().map(|n| format!("{n:04X}")).collect();
-    if done.is_empty() {
-        done.push("boot entry already in place".into());
-    }
-    Ok(format!(
-        "{}; BootOrder {}",
-        done.join(", "),
-        order.join(",")
-    ))
+    apply(&vars, &writes, &order)
 }
 
 /// `\EFI\xenserver\grubx64.efi` → `EFI/xenserver/grubx64.efi` under the ESP's mount.
@@ -466,5 +550,33 @@ mod tests {
             on_esp(Path::new("/esp"), DEFAULT_LOADER),
             Path::new("/esp/EFI/xenserver/grubx64.efi")
         );
+    }
+
+    #[test]
+    fn a_replaced_disk_takes_the_dead_disks_entry_or_comes_after_the_survivor() {
+        // After a conversion: 3 the source's (survivor), 1 the mirror's (dead), 0 shell.
+        let mut f = firmware();
+        f.entries
+            .push((1, entry("XenServer (mirror S2)", 2, 0x1000)));
+        f.order = vec![3, 1, 0];
+        let new = entry("XenServer (S9)", 9, 0x1000);
+        let (w, order) = new_disk_updates(&f, guid(1), new.clone());
+        assert_eq!(w.len(), 1);
+        assert_eq!(w[0].0, 1, "the dead disk's number");
+        assert_eq!(w[0].1.description, "XenServer (mirror S2)");
+        assert_eq!(w[0].1.path, new.path);
+        assert_eq!(order, vec![3, 1, 0]);
+        // Done already: nothing to write.
+        f.entries.iter_mut().find(|(n, _)| *n == 1).unwrap().1 = w[0].1.clone();
+        assert_eq!(
+            new_disk_updates(&f, guid(1), new.clone()),
+            (vec![], vec![3, 1, 0])
+        );
+
+        // No dead entry (a host converted without entries): a new one after the survivor.
+        let g = firmware();
+        let (w, order) = new_disk_updates(&g, guid(1), new.clone());
+        assert_eq!((w[0].0, w[0].1.description.as_str()), (1, "XenServer (S9)"));
+        assert_eq!(order, vec![3, 1, 0]);
     }
 }

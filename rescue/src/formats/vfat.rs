@@ -153,7 +153,11 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> io::Result<Option<UsedMap>> {
             12 => {
                 let o = n + n / 2;
                 let w = u32::from(u16::from_le_bytes([*fat.get(o)?, *fat.get(o + 1)?]));
-                Some(if n.is_multiple_of(2) { w & 0xfff } else { w >> 4 })
+                Some(if n.is_multiple_of(2) {
+                    w & 0xfff
+                } else {
+                    w >> 4
+                })
             }
             16 => Some(u32::from(u16::from_le_bytes([
                 *fat.get(2 * n)?,

@@ -86,6 +86,10 @@ pub fn run(
         return Ok(());
     }
     ctx.require_modules(&["md_mod", "raid1", "ext4"])?;
+    if p.boot_chain == BootChain::GrubEfi && crate::sys::efivars::booted_by_uefi() {
+        ctx.require_modules(&["efivarfs"])?;
+        crate::sys::efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+    }
     let steps = &mut rep.steps;
     if p.mode == Mode::Rebuild {
         run_step(ctx, steps, "replace", "partition-new", || partition_new(&p))?;
@@ -360,10 +364,13 @@ fn bootloader(p: &ReplacePlan) -> Result<String, String> {
     mounted(Path::new(&root.device), "replace-root", false, "", |r| {
         match p.boot_chain {
             // The ESP is an array: its recovery brings the loader and the removable path.
-            BootChain::GrubEfi => Ok(format!(
-                "the ESP array's recovery brings the loader and {} to {disk}; no firmware boot entry was written for it (add one with efibootmgr, or the firmware boots it by the removable path)",
-                crate::convert::uefi::REMOVABLE_PATH
-            )),
+            // The ESP is an array: its recovery brings the loader and the removable
+            // path. The firmware's entry is per disk.
+            BootChain::GrubEfi => crate::convert::uefi::write_new_disk_entry(
+                Path::new(&p.survivor.path),
+                Path::new(&disk),
+                p.new.serial.as_deref().unwrap_or(&p.new.name),
+            ),
             BootChain::GrubBios => {
                 chroot_ok(r, "grub-install", &["--target=i386-pc", &disk])?;
                 Ok(format!("grub on {disk}"))
