@@ -252,7 +252,7 @@ fn make_images(scratch: &Scratch, full: bool) -> Images {
     // An MBR host: the same install with its table turned into MBR (root, backup, logs,
     // swap), as hosts upgraded from XenServer 5.x keep.
     let mbr_host = scratch.path("mbr-host.img");
-    // A UEFI host: the BIOS boot partition typed as an EFI system partition.
+    // A UEFI host: the BIOS boot partition made an EFI system partition (FAT, `BOOT-`).
     let uefi_host = scratch.path("uefi-host.img");
     if full {
         copy_image(&source, &mbr_host).unwrap();
@@ -264,6 +264,18 @@ fn make_images(scratch: &Scratch, full: bool) -> Images {
         run(Command::new("sgdisk")
             .args(["-t", "4:EF00"])
             .arg(&uefi_host))
+        .unwrap();
+        let esp = rescue::inspect::inspect_path(&uefi_host)
+            .unwrap()
+            .partitions
+            .into_iter()
+            .find(|p| p.number == 4)
+            .expect("partition 4");
+        run(Command::new("mkfs.vfat")
+            .arg(format!("--offset={}", esp.start_lba))
+            .args(["-n", "BOOT-KPZMWE"])
+            .arg(&uefi_host)
+            .arg((esp.size_bytes / 1024).to_string()))
         .unwrap();
     }
 
@@ -398,7 +410,10 @@ fn cases(i: &Images) -> Vec<Case> {
             ci: false,
             disks: vec![d(&i.uefi_host, "XS-S"), m()],
             args: CONVERT.into(),
-            says: says(&["boots by UEFI"]),
+            says: says(&[
+                "boots by UEFI, but the rescue was started in BIOS (legacy) mode",
+                "rescue.efi-entries=no",
+            ]),
         },
         Case {
             tag: "two-xenserver-disks",

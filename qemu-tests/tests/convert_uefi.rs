@@ -352,3 +352,51 @@ fn converts_a_uefi_host_full() {
     });
     each_disk_alone(&h, src_n, mir_n);
 }
+
+/// e2e: the mirror dies on a converted UEFI host; `replace` onto a blank disk in its
+/// place rebuilds every array (the ESP's too) and gives the new disk the dead disk's
+/// firmware entry (same number and place in `BootOrder`); the new disk then boots
+/// alone by that entry.
+#[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it (a conversion, a replace, a Xen boot)"]
+fn replaces_a_dead_disk_on_a_uefi_host_and_boots_it_by_its_entry() {
+    let h = host("replace-uefi");
+    let r = h.rescue("convert", &format!("{CONVERT} rescue.wait-resync=yes"));
+    assert!(r.errors.is_empty(), "convert: {:?}", r.errors);
+    let (src_n, mir_n) = h.check_entries();
+
+    let new = h.scratch.path("new.img");
+    images::blank_disk(&new, std::fs::metadata(&h.source).unwrap().len()).unwrap();
+    let r = uefi_rescue(
+        &h.scratch.dir.join("replace"),
+        &[(h.source.as_path(), "XS-SOURCE"), (new.as_path(), "XS-NEW")],
+        &h.vars,
+        "rescue.action=replace rescue.survivor=auto rescue.new=auto rescue.wait-resync=yes",
+    );
+    assert!(r.errors.is_empty(), "replace: {:?}", r.errors);
+    let rep = r.replace.as_ref().expect("replace section");
+    assert!(
+        rep.plan.as_ref().is_some_and(|p| p
+            .arrays
+            .iter()
+            .any(|a| a.name.as_deref().is_some_and(|n| n.ends_with(":esp")))),
+        "the ESP array was not rebuilt: {:?}",
+        rep.plan
+    );
+
+    let cfg = read_boot_config(&h.vars).unwrap();
+    let ctx = cfg.lines().join("\n");
+    let new_n = entry_for(&cfg, &esp_of(&new))
+        .unwrap_or_else(|| panic!("no entry for the new disk's ESP:\n{ctx}"));
+    assert_eq!(
+        new_n, mir_n,
+        "the new disk did not take the dead disk's entry:\n{ctx}"
+    );
+    assert_eq!(&cfg.order[..2], &[src_n, new_n], "BootOrder:\n{ctx}");
+    assert!(
+        entry_for(&cfg, &esp_of(&h.mirror)).is_none(),
+        "the dead disk's entry is still there:\n{ctx}"
+    );
+    let st = h.boot(&[&new], &h.vars, "new-alone", Then::Snapshot);
+    check_boot(&st, "the new disk alone", Some(new_n), false);
+}
