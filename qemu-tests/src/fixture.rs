@@ -247,6 +247,26 @@ fn record_boot_time(dir: &Path, secs: f64) {
     }
 }
 
+/// Tells a fixture image's probe to wait for any md resync before it reports: a file in
+/// its root filesystem, written with debugfs (nothing mounted).
+pub fn probe_waits_for_resync(image: &Path) -> anyhow::Result<()> {
+    let root = rescue::inspect::inspect_path(image)?
+        .partitions
+        .into_iter()
+        .find(|p| p.role.as_deref() == Some("root"))
+        .context("the image has no root partition")?;
+    let fs = format!("{}?offset={}", image.display(), root.start_lba * 512);
+    // The directory is there on every fixture; debugfs says so and goes on.
+    crate::images::run(Command::new("debugfs").args(["-w", &fs, "-R", "mkdir etc/fixture"]))?;
+    crate::images::run(Command::new("debugfs").args([
+        "-w",
+        &fs,
+        "-R",
+        "write /dev/null etc/fixture/wait-resync",
+    ]))?;
+    Ok(())
+}
+
 /// Checks every checksum in a status: the root manifest and every SR LV.
 pub fn checksums_ok(status: &Value) -> Result<(), String> {
     if status["manifest"]["ok"] != Value::Bool(true) {

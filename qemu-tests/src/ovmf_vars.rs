@@ -22,7 +22,7 @@
 //! when a power cut left no added one; a store QEMU wrote and closed never needs that.)
 
 use anyhow::{bail, ensure, Context};
-use rescue::formats::efi::{decode_boot_order, LoadOption, GLOBAL_VARIABLE};
+use rescue::formats::efi::{decode_boot_order, LoadOption, Node, GLOBAL_VARIABLE};
 use rescue::formats::gpt::Guid;
 use std::path::Path;
 
@@ -59,7 +59,30 @@ pub struct BootConfig {
     pub entries: Vec<(u16, LoadOption)>,
 }
 
+/// The device path of an entry booting `loader` from a GPT partition, as efibootmgr
+/// writes it: `HD(number,GPT,<unique GUID>,start,size)/File(loader)`.
+pub fn partition_path(p: &rescue::formats::gpt::GptPartition, loader: &str) -> Vec<Node> {
+    vec![
+        Node::HardDrive {
+            number: p.number,
+            start_lba: p.first_lba.0,
+            size_lbas: p.size_lbas(),
+            partition_guid: p.unique_guid,
+        },
+        Node::FilePath(loader.into()),
+    ]
+}
+
 impl BootConfig {
+    /// The number of the entry booting `loader` from partition `p`.
+    pub fn booting(&self, p: &rescue::formats::gpt::GptPartition, loader: &str) -> Option<u16> {
+        let want = partition_path(p, loader);
+        self.entries
+            .iter()
+            .find(|(_, e)| e.path == want)
+            .map(|(n, _)| *n)
+    }
+
     pub fn entry(&self, number: u16) -> Option<&LoadOption> {
         self.entries
             .iter()

@@ -64,16 +64,7 @@ fn prepare(name: &str, scratch: &Scratch) -> Disks {
     let fx = fixture::fixture(name).unwrap();
     let source = scratch.path("source.img");
     copy_image(&fx.image, &source).unwrap();
-    let root = rescue::inspect::inspect_path(&source)
-        .unwrap()
-        .partitions
-        .into_iter()
-        .find(|p| p.role.as_deref() == Some("root"))
-        .expect("fixture has a root partition");
-    let fs = format!("{}?offset={}", source.display(), root.start_lba * 512);
-    run(Command::new("debugfs").args(["-w", &fs, "-R", "mkdir etc/fixture"])).unwrap();
-    run(Command::new("debugfs").args(["-w", &fs, "-R", "write /dev/null etc/fixture/wait-resync"]))
-        .unwrap();
+    fixture::probe_waits_for_resync(&source).unwrap();
     let mirror = scratch.path("mirror.img");
     images::blank_disk(&mirror, std::fs::metadata(&source).unwrap().len()).unwrap();
     Disks {

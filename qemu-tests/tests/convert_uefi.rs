@@ -9,16 +9,14 @@ use qemu_tests::fixture::{
     self, boot_xen_uefi, boot_xen_uefi_then, checksums_ok, copy_image, AfterStatus, Expect,
     OVMF_CODE, OVMF_VARS,
 };
-use qemu_tests::images::{self, run};
+use qemu_tests::images;
 use qemu_tests::ovmf_vars::{read_boot_config, BootConfig};
 use qemu_tests::vm::{Bus, Disk, Firmware, VmBuilder};
 use qemu_tests::{full_matrix, RescueImage, Scratch};
-use rescue::formats::efi::Node;
 use rescue::formats::gpt;
 use rescue::report::Report;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 const CONVERT_TIMEOUT: Duration = Duration::from_secs(1800);
@@ -63,19 +61,7 @@ fn esp_of(img: &Path) -> gpt::GptPartition {
 
 /// The entry that boots `LOADER` from this ESP.
 fn entry_for(cfg: &BootConfig, esp: &gpt::GptPartition) -> Option<u16> {
-    let want = [
-        Node::HardDrive {
-            number: esp.number,
-            start_lba: esp.first_lba.0,
-            size_lbas: esp.size_lbas(),
-            partition_guid: esp.unique_guid,
-        },
-        Node::FilePath(LOADER.into()),
-    ];
-    cfg.entries
-        .iter()
-        .find(|(_, e)| e.path == want)
-        .map(|(n, _)| *n)
+    cfg.booting(esp, LOADER)
 }
 
 /// What every booted disk must show: the arrays in use, the ESP from its array, booted
@@ -146,15 +132,7 @@ fn host(tag: &str) -> Host {
     let scratch = Scratch::new(tag).unwrap();
     let source = scratch.path("source.img");
     copy_image(&fx.image, &source).unwrap();
-    let root = rescue::inspect::inspect_path(&source)
-        .unwrap()
-        .partitions
-        .into_iter()
-        .find(|p| p.role.as_deref() == Some("root"))
-        .unwrap();
-    let fs = format!("{}?offset={}", source.display(), root.start_lba * 512);
-    run(Command::new("debugfs").args(["-w", &fs, "-R", "write /dev/null etc/fixture/wait-resync"]))
-        .unwrap();
+    fixture::probe_waits_for_resync(&source).unwrap();
     let mirror = scratch.path("mirror.img");
     images::blank_disk(&mirror, std::fs::metadata(&source).unwrap().len()).unwrap();
     let vars = scratch.path("vars.fd");

@@ -7,7 +7,7 @@
 //! Needs root (to build the fixture), qemu-system-x86 and ovmf.
 
 use qemu_tests::fixture::{boot_xen_uefi, checksums_ok, fixture, uefi_vars_copy, HostFirmware};
-use qemu_tests::ovmf_vars::read_boot_config;
+use qemu_tests::ovmf_vars::{partition_path, read_boot_config};
 use qemu_tests::vm::{Bus, Disk};
 use qemu_tests::Scratch;
 use rescue::formats::efi::{Node, LOAD_OPTION_ACTIVE};
@@ -41,19 +41,7 @@ fn xs8_uefi_nvram_boots_grub_on_the_esp_first() {
     let (number, first) = cfg.first().unwrap_or_else(|| panic!("no BootOrder: {ctx}"));
     assert_eq!(first.description, "XenServer", "Boot{number:04X}: {ctx}");
     assert_ne!(first.attributes & LOAD_OPTION_ACTIVE, 0, "inactive: {ctx}");
-    assert_eq!(
-        first.path,
-        [
-            Node::HardDrive {
-                number: esp.number,
-                start_lba: esp.first_lba.0,
-                size_lbas: esp.size_lbas(),
-                partition_guid: esp.unique_guid,
-            },
-            Node::FilePath(LOADER.into()),
-        ],
-        "{ctx}"
-    );
+    assert_eq!(first.path, partition_path(&esp, LOADER), "{ctx}");
     // The installer makes one entry; the firmware's own (UiApp, ...) do not name the disk.
     let on_disk = cfg
         .entries
