@@ -317,8 +317,11 @@ fn converts_a_uefi_host_full() {
     let (src_n, mir_n) = h.check_entries();
     h.rerun_says_converted();
 
+    // The mirror as the conversion left it, beside the both-disks boot that writes it.
+    let mirror_first = h.scratch.path("mirror-after-convert.img");
+    copy_image(&h.mirror, &mirror_first).unwrap();
     std::thread::scope(|s| {
-        let a = s.spawn(|| h.boot(&[&h.mirror], &h.vars, "mirror-first", Then::Snapshot));
+        let a = s.spawn(|| h.boot(&[&mirror_first], &h.vars, "mirror-first", Then::Snapshot));
         let both = h.boot(&[&h.source, &h.mirror], &h.vars, "both", Then::Keep);
         check_boot(&both, "both disks", Some(src_n), true);
         check_boot(
