@@ -381,3 +381,58 @@ fn replaces_a_dead_disk_on_a_uefi_host_and_boots_it_by_its_entry() {
     let st = h.boot(&[&new], &h.vars, "new-alone", Then::Snapshot);
     check_boot(&st, "the new disk alone", Some(new_n), false);
 }
+
+/// e2e: the rescue started in BIOS mode (no firmware variables to write) refuses a UEFI
+/// host, naming both ways out; with `rescue.efi-entries=no` it converts, writes no entry,
+/// and each disk boots alone by the removable path with an empty variable store.
+#[test]
+#[ignore = "e2e only: `cargo xtask e2e` runs it (a conversion, two Xen boots)"]
+fn converts_a_uefi_host_from_a_bios_mode_rescue_by_the_removable_path() {
+    let h = host("convert-uefi-bios-rescue");
+    let bios = |tag: &str, args: &str| {
+        let disks = h
+            .disks()
+            .iter()
+            .map(|(p, serial)| Disk::new(p, Bus::Ahci).serial(serial))
+            .collect();
+        qemu_tests::rescue_report(&h.scratch.dir.join(tag), disks, args, CONVERT_TIMEOUT).unwrap()
+    };
+    let fp = |p: &Path| images::content_fingerprint(p).unwrap();
+    let before = [fp(&h.source), fp(&h.mirror)];
+    let r = bios("refused", CONVERT);
+    let errors = r.errors.join("\n");
+    assert!(
+        errors.contains("started in BIOS (legacy) mode")
+            && errors.contains("rescue.efi-entries=no"),
+        "{errors}"
+    );
+    assert_eq!(
+        before,
+        [fp(&h.source), fp(&h.mirror)],
+        "a refusal wrote a disk"
+    );
+
+    let r = bios(
+        "convert",
+        &format!("{CONVERT} rescue.efi-entries=no rescue.wait-resync=yes"),
+    );
+    assert!(r.errors.is_empty(), "convert: {:?}", r.errors);
+    let empty = h.scratch.path("empty-vars.fd");
+    std::fs::copy(OVMF_VARS, &empty).unwrap();
+    std::thread::scope(|s| {
+        let a = s.spawn(|| h.boot(&[&h.source], &empty, "source-alone", Then::Snapshot));
+        let b = s.spawn(|| h.boot(&[&h.mirror], &empty, "mirror-alone", Then::Snapshot));
+        check_boot(
+            &a.join().unwrap(),
+            "source alone, removable path",
+            None,
+            false,
+        );
+        check_boot(
+            &b.join().unwrap(),
+            "mirror alone, removable path",
+            None,
+            false,
+        );
+    });
+}
