@@ -145,17 +145,32 @@ impl BootChain {
                 "the ESP becomes an md 1.0 array (plain FAT at the start of each member): its grub.cfg is rewritten once for both disks, and the loader copied to \\EFI\\BOOT\\BOOTX64.EFI, the path firmware boots from a disk it has no entry for".into(),
                 format!("a firmware boot entry for the ESP of {mirror} (through efivarfs), second in BootOrder"),
                 format!("the entry that booted {source} moved to its new ESP partition, kept first in BootOrder"),
+                format!("then wait for the recovery of the ESP and root arrays onto {source}: firmware reads the ESP raw, and GRUB reads /boot raw where its image lacks mdraid1x"),
             ],
         }
     }
 
-    /// Whether the source's disk boots only once its root member is in sync. extlinux's
-    /// boot sector and ldlinux.sys read `/boot` raw from the disk the BIOS booted: before
-    /// the recovery reaches them, the source's new root partition holds the old layout's
-    /// bytes (measured: "Boot error" from the source right after the conversion, both
-    /// disks attached). GRUB reads through its md driver from the in-sync member.
-    pub fn source_boots_after_root_sync(self) -> bool {
-        matches!(self, BootChain::ExtlinuxBios)
+    /// Whether what boots a disk reads this array's member raw, so that the disk boots
+    /// only once that member is in sync. extlinux's boot sector and ldlinux.sys read
+    /// `/boot` raw from the disk the BIOS booted: before the recovery reaches them, the
+    /// source's new root partition holds the old layout's bytes (measured: "Boot error"
+    /// from the source right after the conversion, both disks attached). On UEFI the
+    /// firmware reads the ESP raw, and GRUB EFI reads `/boot` raw where its image lacks
+    /// `mdraid1x` (measured: a both-disks boot right after the conversion found root's
+    /// UUID on the source's half-recovered member and loaded an initrd the kernel could
+    /// not unpack). GRUB on BIOS has its md driver in its core image and reads from the
+    /// in-sync member.
+    pub fn reads_raw(self, role: ArrayRole) -> bool {
+        match self {
+            BootChain::GrubBios => false,
+            BootChain::ExtlinuxBios => role == ArrayRole::Root,
+            BootChain::GrubEfi => matches!(role, ArrayRole::Root | ArrayRole::Esp),
+        }
+    }
+
+    /// Whether a disk whose members are being recovered boots only once some are done.
+    pub fn boots_after_sync(self) -> bool {
+        ArrayRole::ALL.into_iter().any(|r| self.reads_raw(r))
     }
 }
 
@@ -227,9 +242,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_extlinux_makes_the_source_wait_for_roots_recovery() {
-        assert!(BootChain::ExtlinuxBios.source_boots_after_root_sync());
-        assert!(!BootChain::GrubBios.source_boots_after_root_sync());
+    fn raw_readers_make_the_source_wait_for_those_arrays() {
+        assert!(BootChain::ExtlinuxBios.boots_after_sync());
+        assert!(BootChain::ExtlinuxBios.reads_raw(ArrayRole::Root));
+        assert!(!BootChain::ExtlinuxBios.reads_raw(ArrayRole::Logs));
+        assert!(BootChain::GrubEfi.reads_raw(ArrayRole::Esp));
+        assert!(BootChain::GrubEfi.reads_raw(ArrayRole::Root));
+        assert!(!BootChain::GrubEfi.reads_raw(ArrayRole::Sr));
+        assert!(!BootChain::GrubBios.boots_after_sync());
         assert!(BootChain::ExtlinuxBios
             .plan_lines("/dev/sdb", "/dev/sda")
             .iter()

@@ -413,9 +413,9 @@ fn execute(ctx: &mut dyn Rescue, mut j: Journal, rep: &mut ConvertReport) -> Res
     }
     if plan.wait_resync {
         step(ctx, rep, "wait-resync", || wait_resync(&plan, |_| true))?;
-    } else if plan.attach_source && plan.boot_chain.source_boots_after_root_sync() {
-        step(ctx, rep, "wait-root-sync", || {
-            wait_resync(&plan, |a| a.role == ArrayRole::Root)
+    } else if plan.attach_source && plan.boot_chain.boots_after_sync() {
+        step(ctx, rep, "wait-boot-sync", || {
+            wait_resync(&plan, |a| plan.boot_chain.reads_raw(a.role))
         })?;
     }
     for a in &plan.arrays {

@@ -125,11 +125,14 @@ pub fn run(
             recovered = per;
             Ok(line)
         })?;
-    } else if p.boot_chain.source_boots_after_root_sync() {
-        // extlinux reads /boot raw from the disk the BIOS boots: the new disk boots only
-        // once its root member is complete.
-        run_step(ctx, steps, "replace", "wait-root-recovery", || {
-            wait_recovery(&p, &before, |a| a.root).map(|(line, _)| line)
+    } else if p.boot_chain.boots_after_sync() {
+        // extlinux reads /boot raw from the disk the BIOS boots, UEFI firmware the ESP:
+        // the new disk boots only once those members are complete.
+        run_step(ctx, steps, "replace", "wait-boot-recovery", || {
+            wait_recovery(&p, &before, |a| {
+                a.role().is_some_and(|r| p.boot_chain.reads_raw(r))
+            })
+            .map(|(line, _)| line)
         })?;
     }
     for ((a, h), r) in p.arrays.iter().zip(how).zip(recovered) {

@@ -5,7 +5,7 @@
 
 use crate::arrays::{partition_device, ArrayView};
 use crate::convert::bootchain::BootChain;
-use crate::convert::plan::DiskRef;
+use crate::convert::plan::{ArrayRole, DiskRef};
 use crate::convert::select::names_disk;
 use crate::inspect::Disk;
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,18 @@ pub struct ReplaceArray {
     pub action: MemberAction,
     /// The host's root lives on this array (mounted for the bootloader).
     pub root: bool,
+}
+
+impl ReplaceArray {
+    /// What the array is on the host: root by what it holds, the others by the name the
+    /// conversion gave them (`xenserver:esp`); 0.90 arrays have no name.
+    pub fn role(&self) -> Option<ArrayRole> {
+        if self.root {
+            return Some(ArrayRole::Root);
+        }
+        let name = self.name.as_deref()?;
+        ArrayRole::parse(name.rsplit(':').next().unwrap_or(name))
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -441,10 +453,11 @@ impl ReplacePlan {
         ));
         if self.wait_resync {
             l.push("  then wait for the recovery".into());
-        } else if self.boot_chain.source_boots_after_root_sync() {
+        } else if self.boot_chain.boots_after_sync() {
             l.push(format!(
-                "  then wait for the root array's recovery onto {} (extlinux reads /boot raw from the disk it boots)",
-                self.new.path
+                "  then wait for the recovery onto {} of the arrays its boot reads raw ({})",
+                self.new.path,
+                self.boot_chain.describe()
             ));
         }
         l
