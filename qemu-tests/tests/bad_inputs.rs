@@ -273,7 +273,7 @@ fn make_images(scratch: &Scratch, full: bool) -> Images {
             .expect("partition 4");
         run(Command::new("mkfs.vfat")
             .arg(format!("--offset={}", esp.start_lba))
-            .args(["-n", "BOOT-KPZMWE"])
+            .args(["-F", "16", "-n", "BOOT-KPZMWE"])
             .arg(&uefi_host)
             .arg((esp.size_bytes / 1024).to_string()))
         .unwrap();
