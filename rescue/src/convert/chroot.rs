@@ -80,6 +80,12 @@ fn with_esp<T>(
         return f(root);
     };
     let mp = root.join("boot/efi");
+    if !mp.is_dir() {
+        return Err(format!(
+            "the host has an EFI system partition ({}) but its root has no /boot/efi to mount it on (a UEFI XenServer mounts it there): check rescue.source, or create /boot/efi on the host and run again",
+            esp.display()
+        ));
+    }
     sys::mount(esp, &mp, "vfat", read_only, "").map_err(|e| {
         format!(
             "mount the EFI system partition {} on /boot/efi: {e}",
