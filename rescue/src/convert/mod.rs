@@ -126,6 +126,17 @@ pub fn run(
         if let Some(line) = j.plan.rebind_disks(source, mirror) {
             ctx.say(&line);
         }
+        // The one choice a rerun may change: stop writing boot entries (a firmware that
+        // refuses them); the removable path boots each disk anyway.
+        if let Some(efi) = j
+            .plan
+            .efi
+            .as_mut()
+            .filter(|e| e.entries && !args.efi_entries)
+        {
+            efi.entries = false;
+            ctx.say("convert: rescue.efi-entries=no: no more firmware boot entries are written; each disk boots by the removable path");
+        }
         rep.plan = Some(j.plan.clone());
         if j.phase == Phase::Done {
             rep.already_converted = true;

@@ -312,7 +312,9 @@ fn apply(vars: &BootVars, writes: &[(u16, LoadOption)], order: &[u16]) -> Result
             &efi::efivarfs_name(&name),
             &efi::efivarfs_content(efi::ATTRS_NV_BS_RT, &o.encode()),
         )
-        .map_err(|e| format!("write the EFI boot entry {name}: {e}"))?;
+        .map_err(|e| {
+            format!("write the EFI boot entry {name}: {e}: the firmware refused it (variable store full or locked?); every disk still boots by the removable path: run again with rescue.efi-entries=no to finish without entries")
+        })?;
         done.push(format!("{name} {} {}", o.description, o.path_string()));
     }
     if order != vars.order {
@@ -320,7 +322,9 @@ fn apply(vars: &BootVars, writes: &[(u16, LoadOption)], order: &[u16]) -> Result
             &efi::efivarfs_name("BootOrder"),
             &efi::efivarfs_content(efi::ATTRS_NV_BS_RT, &efi::encode_boot_order(order)),
         )
-        .map_err(|e| format!("write the EFI BootOrder: {e}"))?;
+        .map_err(|e| {
+            format!("write the EFI BootOrder: {e}: the firmware refused it; run again with rescue.efi-entries=no to finish without entries")
+        })?;
     }
     let order: Vec<String> = order.iter().map(|n| format!("{n:04X}")).collect();
     if done.is_empty() {
