@@ -154,8 +154,21 @@ pub fn rescue_report(
     args: &str,
     timeout: Duration,
 ) -> anyhow::Result<Report> {
+    rescue_report_on(vm::Firmware::Bios, dir, disks, args, timeout)
+}
+
+/// [`rescue_report`] on this firmware (OVMF with the host's variable store: the rescue
+/// reads and writes its boot entries).
+pub fn rescue_report_on(
+    firmware: vm::Firmware,
+    dir: &Path,
+    disks: Vec<vm::Disk>,
+    args: &str,
+    timeout: Duration,
+) -> anyhow::Result<Report> {
     let mut b = vm::VmBuilder::rescue(&RescueImage::locate()?)
         .memory_mib(2048)
+        .firmware(firmware)
         .append(args);
     for d in disks {
         b = b.disk(d);

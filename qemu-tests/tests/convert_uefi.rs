@@ -26,25 +26,15 @@ const LOADER: &str = "\\EFI\\xenserver\\grubx64.efi";
 /// Boots the rescue under OVMF with `vars` as the machine's variable store (written in
 /// place, as a host's NVRAM is).
 fn uefi_rescue(dir: &Path, disks: &[(&Path, &str)], vars: &Path, args: &str) -> Report {
-    let mut b = VmBuilder::rescue(&RescueImage::locate().unwrap())
-        .memory_mib(2048)
-        .firmware(Firmware::Ovmf {
-            code: OVMF_CODE.into(),
-            vars: vars.to_owned(),
-        })
-        .append(args);
-    for (path, serial) in disks {
-        b = b.disk(Disk::new(path, Bus::Ahci).serial(serial));
-    }
-    let mut vm = b.spawn(dir).unwrap();
-    let report = vm.wait_for_report(CONVERT_TIMEOUT).unwrap();
-    eprintln!(
-        "{}: report after {:.0} s",
-        dir.display(),
-        vm.elapsed().as_secs_f64()
-    );
-    vm.wait_exit(Duration::from_secs(120)).unwrap();
-    report
+    let disks = disks
+        .iter()
+        .map(|(path, serial)| Disk::new(path, Bus::Ahci).serial(serial))
+        .collect();
+    let firmware = Firmware::Ovmf {
+        code: OVMF_CODE.into(),
+        vars: vars.to_owned(),
+    };
+    qemu_tests::rescue_report_on(firmware, dir, disks, args, CONVERT_TIMEOUT).unwrap()
 }
 
 /// The ESP (partition 4 on XenServer) as a disk's GPT has it.
