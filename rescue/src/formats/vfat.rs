@@ -29,8 +29,22 @@ pub fn probe<R: Read + Seek>(r: &mut R, offset: u64) -> io::Result<Option<Vfat>>
     Ok(parse(&s))
 }
 
-/// Parses a 512-byte boot sector.
-pub fn parse(s: &[u8; 512]) -> Option<Vfat> {
+/// The BIOS parameter block's geometry, checked: what `parse` and `used_map` both need.
+struct Bpb {
+    bytes_per_sector: u64,
+    sectors_per_cluster: u64,
+    reserved: u64,
+    /// Sectors of one FAT.
+    fat_sectors: u64,
+    /// Reserved sectors, the FATs and the FAT12/16 root directory: where data begins.
+    meta: u64,
+    clusters: u64,
+    fat_bits: u8,
+    /// FAT32 keeps its FAT size (and extended BPB) elsewhere than FAT12/16.
+    fat32_layout: bool,
+}
+
+fn bpb(s: &[u8; 512]) -> Option<Bpb> {
     if s[510..512] != [0x55, 0xAA] || !matches!(s[0], 0xEB | 0xE9) {
         return None;
     }
@@ -71,8 +85,23 @@ pub fn parse(s: &[u8; 512]) -> Option<Vfat> {
     } else {
         32
     };
+    Some(Bpb {
+        bytes_per_sector: u64::from(bytes_per_sector),
+        sectors_per_cluster: u64::from(sectors_per_cluster),
+        reserved: u64::from(reserved),
+        fat_sectors: u64::from(fat_size),
+        meta,
+        clusters,
+        fat_bits,
+        fat32_layout: fat16_size == 0,
+    })
+}
+
+/// Parses a 512-byte boot sector.
+pub fn parse(s: &[u8; 512]) -> Option<Vfat> {
+    let b = bpb(s)?;
     // Extended BPB: FAT32 at 0x40, FAT12/16 at 0x24; 0x29 marks label+serial present.
-    let (sig_at, serial_at, label_at) = if fat16_size == 0 {
+    let (sig_at, serial_at, label_at) = if b.fat32_layout {
         (0x42, 0x43, 0x47)
     } else {
         (0x26, 0x27, 0x2B)
@@ -87,7 +116,7 @@ pub fn parse(s: &[u8; 512]) -> Option<Vfat> {
         None
     };
     Some(Vfat {
-        fat_bits,
+        fat_bits: b.fat_bits,
         label,
         serial: format!("{:04X}-{:04X}", serial >> 16, serial & 0xffff),
     })
@@ -116,25 +145,11 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> io::Result<Option<UsedMap>> {
     if !super::read_exact_at(r, 0, &mut s)? {
         return Ok(None);
     }
-    let Some(v) = parse(&s) else {
+    let Some(b) = bpb(&s) else {
         return Ok(None);
     };
-    let bps = u64::from(le16(&s, 11));
-    let spc = u64::from(s[13]);
-    let reserved = u64::from(le16(&s, 14));
-    let fats = u64::from(s[16]);
-    let root_sectors = (u64::from(le16(&s, 17)) * 32).div_ceil(bps);
-    let fat_sectors = match le16(&s, 22) {
-        0 => u64::from(le32(&s, 36)),
-        n => u64::from(n),
-    };
-    let total = match le16(&s, 19) {
-        0 => u64::from(le32(&s, 32)),
-        n => u64::from(n),
-    };
-    let meta = reserved + fats * fat_sectors + root_sectors;
-    let clusters = (total - meta) / spc; // parse() checked total >= meta
-    let fat_bytes = fat_sectors * bps;
+    let bps = b.bytes_per_sector;
+    let fat_bytes = b.fat_sectors * bps;
     if fat_bytes > MAX_FAT_BYTES {
         return Err(io::Error::other(format!(
             "FAT of {fat_bytes} bytes is larger than {MAX_FAT_BYTES}: copy the partition whole (--raw)"
@@ -142,14 +157,14 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> io::Result<Option<UsedMap>> {
     }
     let len = r.seek(io::SeekFrom::End(0))?;
     let mut fat = vec![0u8; fat_bytes.min(len) as usize];
-    if fat.len() as u64 != fat_bytes || !super::read_exact_at(r, reserved * bps, &mut fat)? {
+    if fat.len() as u64 != fat_bytes || !super::read_exact_at(r, b.reserved * bps, &mut fat)? {
         return Err(io::Error::other(
             "the FAT runs past the end of the partition: the file system is truncated",
         ));
     }
     let entry = |n: u64| -> Option<u32> {
         let n = n as usize;
-        match v.fat_bits {
+        match b.fat_bits {
             12 => {
                 let o = n + n / 2;
                 let w = u32::from(u16::from_le_bytes([*fat.get(o)?, *fat.get(o + 1)?]));
@@ -166,16 +181,16 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> io::Result<Option<UsedMap>> {
             _ => Some(le32(fat.get(4 * n..4 * n + 4)?, 0) & 0x0fff_ffff),
         }
     };
-    let bad = match v.fat_bits {
+    let bad = match b.fat_bits {
         12 => 0xff7,
         16 => 0xfff7,
         _ => 0x0fff_fff7,
     };
-    let cluster_bytes = spc * bps;
-    let data_start = meta * bps;
+    let cluster_bytes = b.sectors_per_cluster * bps;
+    let data_start = b.meta * bps;
     let mut ranges = vec![(Bytes(0), Bytes(data_start))];
     let mut used = 0;
-    for n in 2..clusters + 2 {
+    for n in 2..b.clusters + 2 {
         match entry(n) {
             Some(0) => {}
             Some(e) if e == bad => {}
@@ -189,7 +204,7 @@ pub fn used_map<R: Read + Seek>(r: &mut R) -> io::Result<Option<UsedMap>> {
         }
     }
     Ok(Some(UsedMap {
-        fat_bits: v.fat_bits,
+        fat_bits: b.fat_bits,
         extents: super::extents::Extents::from_ranges(ranges),
         cluster_bytes,
         used_clusters: used,
