@@ -214,10 +214,9 @@ pub fn run(
             .to_string(),
         );
     }
-    if sys::efivars::booted_by_uefi() {
-        // The firmware's boot entries: read for the plan, written for a UEFI host.
-        ctx.require_modules(&["efivarfs"])?;
-        sys::efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+    if bootchain::BootChain::of(source) == Ok(bootchain::BootChain::GrubEfi) {
+        // A UEFI host's boot entries: read for the plan (the one booting its ESP).
+        uefi::open_variables(ctx)?;
     }
     let plan = match preflight(args, source, mirror) {
         Ok(p) => p,
@@ -301,8 +300,7 @@ fn execute(ctx: &mut dyn Rescue, mut j: Journal, rep: &mut ConvertReport) -> Res
     if plan.esp_array().is_some() {
         ctx.require_modules(&["vfat", "nls_cp437", "nls_ascii"])?;
         if plan.efi.as_ref().is_some_and(|e| e.entries) {
-            ctx.require_modules(&["efivarfs"])?;
-            sys::efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+            uefi::open_variables(ctx)?;
         }
     }
     let mirror_path = PathBuf::from(&plan.mirror.path);

@@ -117,13 +117,14 @@ fn efi_plan(
         .find(|g| g.number == esp.partition)
         .map(|g| g.unique_guid)
         .ok_or("the ESP is not in the source's partition table")?;
+    let uefi_firmware = sys::efivars::booted_by_uefi();
     let mut efi = uefi::EfiPlan {
         loader: uefi::DEFAULT_LOADER.into(),
-        entries: args.efi_entries && sys::efivars::booted_by_uefi(),
+        entries: args.efi_entries && uefi_firmware,
         original: None,
         description: "XenServer".into(),
     };
-    if sys::efivars::booted_by_uefi() {
+    if uefi_firmware {
         let vars = uefi::read_vars()?;
         if let Some((n, o)) = vars.booting(esp_guid) {
             efi.original = Some(n);

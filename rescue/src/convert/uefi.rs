@@ -337,6 +337,17 @@ fn apply(vars: &BootVars, writes: &[(u16, LoadOption)], order: &[u16]) -> Result
     ))
 }
 
+/// Makes the firmware's variables readable and writable (efivarfs loaded and mounted),
+/// where the rescue was started by UEFI firmware; says whether it was.
+pub fn open_variables(ctx: &mut dyn super::Rescue) -> Result<bool, String> {
+    if !efivars::booted_by_uefi() {
+        return Ok(false);
+    }
+    ctx.require_modules(&["efivarfs"])?;
+    efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+    Ok(true)
+}
+
 /// The firmware's boot variables, read through efivarfs.
 pub fn read_vars() -> Result<BootVars, String> {
     let suffix = format!("-{}", efi::GLOBAL_VARIABLE.to_ascii_lowercase());

@@ -86,9 +86,8 @@ pub fn run(
         return Ok(());
     }
     ctx.require_modules(&["md_mod", "raid1", "ext4"])?;
-    if p.boot_chain == BootChain::GrubEfi && crate::sys::efivars::booted_by_uefi() {
-        ctx.require_modules(&["efivarfs"])?;
-        crate::sys::efivars::mount().map_err(|e| format!("mount efivarfs: {e}"))?;
+    if p.boot_chain == BootChain::GrubEfi {
+        crate::convert::uefi::open_variables(ctx)?;
     }
     let steps = &mut rep.steps;
     if p.mode == Mode::Rebuild {
