@@ -248,9 +248,8 @@ pub fn read_boot_config(path: &Path) -> anyhow::Result<BootConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixture::OVMF_VARS;
     use rescue::formats::efi::Node;
-
-    const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
     /// The empty store Debian's `ovmf` ships: healthy, and no boot entry at all.
     #[test]

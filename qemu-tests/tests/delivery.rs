@@ -10,6 +10,7 @@
 //! binary (they build the rescue image first when it is stale).
 
 use anyhow::{bail, Context};
+use qemu_tests::fixture::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::images;
 use qemu_tests::vm::{Bus, Disk, Firmware, Vm, VmBuilder};
 use qemu_tests::{Scratch, RESCUE_BOOT_TIMEOUT};
@@ -19,8 +20,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 /// Firmware, boot menu timeout and bootloader come on top of the rescue's own boot.
 const DELIVERY_BOOT_TIMEOUT: Duration = Duration::from_secs(RESCUE_BOOT_TIMEOUT.as_secs() + 120);
 
