@@ -2,7 +2,7 @@
 //! SeaBIOS (or OVMF, for a UEFI host) → bootloader → Xen → dom0 to read the probe's
 //! `FIXTURE-STATUS` line.
 
-use crate::vm::{Disk, Firmware, Vm, VmBuilder};
+use crate::vm::{Disk, Firmware, Vm, VmBuilder, OVMF_CODE};
 use anyhow::{bail, Context};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -38,11 +38,6 @@ pub enum HostFirmware {
     Bios,
     Uefi,
 }
-
-/// OVMF, as Debian's `ovmf` installs it: the code (read-only pflash) and an empty
-/// variable store to copy.
-pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
-pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

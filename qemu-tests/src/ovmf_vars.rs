@@ -248,7 +248,7 @@ pub fn read_boot_config(path: &Path) -> anyhow::Result<BootConfig> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fixture::OVMF_VARS;
+    use crate::vm::OVMF_VARS;
     use rescue::formats::efi::Node;
 
     /// The empty store Debian's `ovmf` ships: healthy, and no boot entry at all.

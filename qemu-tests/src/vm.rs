@@ -116,6 +116,11 @@ pub fn blkdebug_read_rule(sector: u64) -> String {
     format!("{}iotype = \"read\"\n", blkdebug_rule("read_aio", sector))
 }
 
+/// OVMF, as Debian's `ovmf` installs it: the code (read-only pflash) and an empty
+/// variable store to copy.
+pub const OVMF_CODE: &str = "/usr/share/OVMF/OVMF_CODE_4M.fd";
+pub const OVMF_VARS: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
+
 /// Firmware the machine starts with.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Firmware {

@@ -7,11 +7,10 @@
 
 use qemu_tests::fixture::{
     self, boot_xen_uefi, boot_xen_uefi_then, checksums_ok, copy_image, AfterStatus, Expect,
-    OVMF_CODE, OVMF_VARS,
 };
 use qemu_tests::images;
 use qemu_tests::ovmf_vars::{read_boot_config, BootConfig};
-use qemu_tests::vm::{Bus, Disk, Firmware, VmBuilder};
+use qemu_tests::vm::{Bus, Disk, Firmware, VmBuilder, OVMF_CODE, OVMF_VARS};
 use qemu_tests::{full_matrix, RescueImage, Scratch};
 use rescue::formats::gpt;
 use rescue::report::Report;

@@ -10,9 +10,9 @@
 //! binary (they build the rescue image first when it is stale).
 
 use anyhow::{bail, Context};
-use qemu_tests::fixture::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::images;
 use qemu_tests::vm::{Bus, Disk, Firmware, Vm, VmBuilder};
+use qemu_tests::vm::{OVMF_CODE, OVMF_VARS};
 use qemu_tests::{Scratch, RESCUE_BOOT_TIMEOUT};
 use rescue::report::{Report, MARKER};
 use std::path::{Path, PathBuf};
