@@ -5,11 +5,10 @@
 use crate::cmdline::{self, Plan, Then};
 use crate::devices;
 use crate::inspect;
-use crate::kmod;
+use crate::module_loader::Modules;
 use crate::report::Report;
 use crate::stick;
 use crate::sys;
-use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
@@ -451,132 +450,6 @@ pub fn inspect_block_disk(d: &devices::BlockDisk) -> anyhow::Result<inspect::Dis
     disk.serial = d.serial.clone();
     disk.read_only = d.read_only;
     Ok(disk)
-}
-
-/// Kernel modules: the index in the image, what is loaded, what went wrong.
-pub struct Modules {
-    index: kmod::ModuleIndex,
-    pub loaded: BTreeSet<String>,
-    pub load_ms: std::collections::BTreeMap<String, u64>,
-    /// Tried and failed or not applicable; never retried.
-    tried: BTreeSet<String>,
-    seen_aliases: Vec<String>,
-    pub warnings: Vec<String>,
-}
-
-impl Modules {
-    pub fn open() -> Modules {
-        let mut warnings = Vec::new();
-        let index = match std::fs::read_to_string(kmod::INDEX_PATH)
-            .map_err(|e| e.to_string())
-            .and_then(|t| kmod::ModuleIndex::parse(&t))
-        {
-            Ok(i) => i,
-            Err(e) => {
-                warnings.push(format!(
-                    "{}: {e}; no modules will be loaded",
-                    kmod::INDEX_PATH
-                ));
-                kmod::ModuleIndex::default()
-            }
-        };
-        Modules {
-            index,
-            loaded: BTreeSet::new(),
-            load_ms: Default::default(),
-            tried: BTreeSet::new(),
-            seen_aliases: Vec::new(),
-            warnings,
-        }
-    }
-
-    /// Loads drivers for every device present that has none yet (what udev's coldplug
-    /// does). Returns true when it loaded something: new devices may follow.
-    /// A device that appeared counts as activity too: its driver's probe may still
-    /// be on its way to a disk.
-    pub fn coldplug(&mut self) -> bool {
-        let aliases = devices::modaliases(Path::new("/sys/bus"));
-        let new_devices = aliases != self.seen_aliases;
-        let wanted: BTreeSet<String> = self
-            .index
-            .matching(&aliases)
-            .into_iter()
-            .filter(|m| !self.tried.contains(m))
-            .collect();
-        self.seen_aliases = aliases;
-        let loaded = !wanted.is_empty() && self.load(&wanted) > 0;
-        new_devices || loaded
-    }
-
-    /// Loads the named modules (and their dependencies); returns how many were loaded.
-    /// Each wave of modules whose dependencies are loaded goes in side by side, so their
-    /// probes overlap.
-    pub fn load(&mut self, names: &BTreeSet<String>) -> usize {
-        let mut count = 0;
-        for wave in self.index.load_waves(names) {
-            let wave: Vec<(String, String)> = wave
-                .into_iter()
-                .filter(|(name, _)| self.tried.insert(name.clone()))
-                .collect();
-            let outcomes: Vec<_> = std::thread::scope(|scope| {
-                let running: Vec<_> = wave
-                    .iter()
-                    .map(|(name, path)| {
-                        scope.spawn(move || {
-                            let started = std::time::Instant::now();
-                            let outcome = sys::load_module(Path::new(path), module_params(name));
-                            (started.elapsed().as_millis() as u64, outcome)
-                        })
-                    })
-                    .collect();
-                running.into_iter().map(|t| t.join()).collect()
-            });
-            for ((name, path), joined) in wave.into_iter().zip(outcomes) {
-                let Ok((ms, outcome)) = joined else {
-                    self.warnings.push(format!(
-                        "module {name} ({path}): its loader thread panicked"
-                    ));
-                    continue;
-                };
-                self.load_ms.insert(name.clone(), ms);
-                match outcome {
-                    Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
-                        self.loaded.insert(name);
-                        count += 1;
-                    }
-                    Ok(sys::ModuleLoad::NoDevice) => {}
-                    Err(e) => self.warnings.push(format!("module {name} ({path}): {e}")),
-                }
-            }
-        }
-        count
-    }
-
-    /// Makes sure these modules are loaded, e.g. `md_mod` and `raid1` before a conversion.
-    pub fn require(&mut self, names: &[&str]) -> Result<(), String> {
-        let missing: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| !self.index.contains(n))
-            .collect();
-        if !missing.is_empty() {
-            return Err(format!("modules {} are not in this image: add them to kernel-config/modules.txt and rebuild", missing.join(", ")));
-        }
-        self.load(&names.iter().map(|s| s.to_string()).collect());
-        match names.iter().find(|n| !self.loaded.contains(**n)) {
-            Some(n) => Err(format!("module {n} failed to load: see the warnings")),
-            None => Ok(()),
-        }
-    }
-}
-
-/// Parameters the rescue sets on modules it loads.
-fn module_params(name: &str) -> &'static std::ffi::CStr {
-    match name {
-        // USB disks are scanned after a 1 s delay by default; the stick is needed now.
-        "usb_storage" => c"delay_use=0",
-        _ => c"",
-    }
 }
 
 fn finish(then: Then, console: &mut Console) -> ! {

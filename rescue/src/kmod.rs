@@ -95,29 +95,99 @@ impl ModuleIndex {
             .collect()
     }
 
-    /// [`Self::load_plan`] cut into waves: every module's dependencies are in earlier
-    /// waves, so the modules of one wave can load side by side (their probes overlap: a
-    /// SATA controller's link wait no longer holds up a virtio disk).
-    pub fn load_waves(&self, wanted: &BTreeSet<String>) -> Vec<Vec<(String, String)>> {
-        let mut wave_of: BTreeMap<String, usize> = BTreeMap::new();
-        let mut waves: Vec<Vec<(String, String)>> = Vec::new();
-        for (name, path) in self.load_plan(wanted) {
-            // Load order puts dependencies first; one missing from the plan is not ours
-            // to wait for (it is built in or already loaded).
-            let w = self.modules[&name]
-                .1
-                .iter()
-                .filter_map(|d| wave_of.get(d))
-                .map(|w| w + 1)
-                .max()
-                .unwrap_or(0);
-            wave_of.insert(name.clone(), w);
-            if waves.len() <= w {
-                waves.resize_with(w + 1, Vec::new);
+    fn deps(&self, name: &str) -> &[String] {
+        self.modules.get(name).map_or(&[], |(_, d)| d.as_slice())
+    }
+}
+
+/// Where a module stands in a [`LoadQueue`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LoadState {
+    Waiting,
+    Running,
+    Finished,
+}
+
+/// Modules to load, each started as soon as the modules it depends on have finished
+/// loading (loaded or failed: the kernel says which symbols are missing), so one
+/// controller's slow probe does not hold up a driver that does not need it. Pure: the
+/// caller starts what [`Self::take_ready`] hands out and reports back with
+/// [`Self::finish`]. A module is handed out once per queue: never retried.
+#[derive(Clone, Debug, Default)]
+pub struct LoadQueue {
+    state: BTreeMap<String, LoadState>,
+    /// Waiting and running modules in load order (dependencies first).
+    pending: Vec<(String, String)>,
+    deps: BTreeMap<String, Vec<String>>,
+}
+
+impl LoadQueue {
+    /// Queues `wanted` and their dependencies, except those queued before; returns how
+    /// many were new.
+    pub fn want(&mut self, index: &ModuleIndex, wanted: &BTreeSet<String>) -> usize {
+        let mut new = 0;
+        for (name, path) in index.load_plan(wanted) {
+            if self.state.contains_key(&name) {
+                continue;
             }
-            waves[w].push((name, path));
+            self.deps.insert(name.clone(), index.deps(&name).to_vec());
+            self.state.insert(name.clone(), LoadState::Waiting);
+            self.pending.push((name, path));
+            new += 1;
         }
-        waves
+        new
+    }
+
+    /// Waiting modules none of whose dependencies is waiting or running, as (name,
+    /// path) in load order; they count as running from now on.
+    pub fn take_ready(&mut self) -> Vec<(String, String)> {
+        let mut ready = Vec::new();
+        for (name, path) in &self.pending {
+            if self.state[name] != LoadState::Waiting {
+                continue;
+            }
+            let blocked = self.deps[name].iter().any(|d| {
+                matches!(
+                    self.state.get(d),
+                    Some(LoadState::Waiting | LoadState::Running)
+                )
+            });
+            if !blocked {
+                ready.push((name.clone(), path.clone()));
+            }
+        }
+        for (name, _) in &ready {
+            self.state.insert(name.clone(), LoadState::Running);
+        }
+        ready
+    }
+
+    /// A running module's load returned (whatever its outcome).
+    pub fn finish(&mut self, name: &str) {
+        if let Some(s) = self.state.get_mut(name) {
+            *s = LoadState::Finished;
+        }
+        self.pending.retain(|(n, _)| n != name);
+    }
+
+    /// Has this module been queued (so it is loaded, loading, or was tried)?
+    pub fn knows(&self, name: &str) -> bool {
+        self.state.contains_key(name)
+    }
+
+    /// Something is waiting or running.
+    pub fn busy(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Every one of `names` that was queued has finished.
+    pub fn finished_all(&self, names: &[&str]) -> bool {
+        names.iter().all(|n| {
+            !matches!(
+                self.state.get(*n),
+                Some(LoadState::Waiting | LoadState::Running)
+            )
+        })
     }
 }
 
@@ -239,27 +309,44 @@ alias scsi:t-0x00* sd_mod
         );
     }
 
+    fn names(v: Vec<(String, String)>) -> Vec<String> {
+        v.into_iter().map(|(n, _)| n).collect()
+    }
+
     #[test]
-    fn waves_put_every_dependency_in_an_earlier_wave() {
+    fn a_module_starts_when_its_own_dependencies_finish_not_everyone_elses() {
         let idx = ModuleIndex::parse(INDEX).unwrap();
-        let wanted = ["ahci", "virtio_blk"]
-            .map(String::from)
-            .into_iter()
-            .collect();
-        let waves: Vec<Vec<String>> = idx
-            .load_waves(&wanted)
-            .into_iter()
-            .map(|w| w.into_iter().map(|(n, _)| n).collect())
-            .collect();
-        assert_eq!(
-            waves,
-            vec![
-                vec!["scsi_mod".to_string(), "virtio_blk".into()],
-                vec!["libata".into()],
-                vec!["libahci".into()],
-                vec!["ahci".into()],
-            ]
-        );
+        let mut q = LoadQueue::default();
+        let set = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        assert_eq!(q.want(&idx, &set(&["ahci"])), 4);
+        assert!(q.busy());
+        assert_eq!(names(q.take_ready()), vec!["scsi_mod"]);
+        // Nothing else until scsi_mod returns; asking again hands out nothing twice.
+        assert!(q.take_ready().is_empty());
+        // A device found meanwhile: its driver starts at once, beside the SATA chain.
+        assert_eq!(q.want(&idx, &set(&["virtio_blk", "ahci"])), 1);
+        assert_eq!(names(q.take_ready()), vec!["virtio_blk"]);
+        q.finish("scsi_mod");
+        assert_eq!(names(q.take_ready()), vec!["libata"]);
+        // sd_mod needs only scsi_mod, already finished: it does not wait for libata.
+        assert_eq!(q.want(&idx, &set(&["sd_mod"])), 1);
+        assert_eq!(names(q.take_ready()), vec!["sd_mod"]);
+        assert!(!q.finished_all(&["ahci", "virtio_blk"]));
+        for m in ["virtio_blk", "sd_mod", "libata"] {
+            q.finish(m);
+        }
+        assert!(q.finished_all(&["virtio_blk", "sd_mod"]));
+        assert_eq!(names(q.take_ready()), vec!["libahci"]);
+        q.finish("libahci");
+        assert_eq!(names(q.take_ready()), vec!["ahci"]);
+        assert!(q.busy());
+        q.finish("ahci");
+        assert!(!q.busy());
+        assert!(q.finished_all(&["ahci", "scsi_mod"]));
+        // Never handed out again, loaded or failed.
+        assert_eq!(q.want(&idx, &set(&["ahci", "virtio_blk"])), 0);
+        assert!(q.take_ready().is_empty());
+        assert!(q.knows("libata") && !q.knows("vfat"));
     }
 
     #[test]

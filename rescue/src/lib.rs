@@ -20,6 +20,7 @@ pub mod heartbeat;
 pub mod init;
 pub mod inspect;
 pub mod kmod;
+pub mod module_loader;
 pub mod replace;
 pub mod report;
 pub mod stick;
