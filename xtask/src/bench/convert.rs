@@ -4,7 +4,10 @@
 //! VM (the floor a block copy of the used bytes could reach): the ratio is
 //! copy phase ÷ (used bytes ÷ dd rate). `BENCH_FIXTURE=xs7-real` converts the host with
 //! the distribution's whole module tree instead (the configure step's time and initrd
-//! size on a real dom0).
+//! size on a real dom0). `BENCH_INITRD=generic` adds a dracut config file with
+//! `hostonly="no"` to the source's root first, so the target's dracut builds a generic
+//! initrd instead of following its own (host-only) configuration: the other row of the
+//! configure step's table.
 
 use qemu_tests::vm::{Bus, Disk, VmBuilder};
 use std::path::Path;
@@ -28,6 +31,32 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     let (dd_bytes, dd_rate) = (dd.bytes, dd.bytes as f64 / dd.seconds.max(0.001));
     qemu_tests::fixture::copy_image(&fx.image, &source)?;
     qemu_tests::images::blank_disk(&mirror, std::fs::metadata(&source)?.len())?;
+    let initrd = std::env::var("BENCH_INITRD").unwrap_or_default();
+    match initrd.as_str() {
+        "" => {}
+        "generic" => {
+            let conf = dir.join("zz-xenraid-bench-generic.conf");
+            std::fs::write(&conf, "hostonly=\"no\"\n")?;
+            let (_, root_fs) = root_of(&source, &rescue::inspect::inspect_path(&source)?)?;
+            let mkdir = "mkdir /etc/dracut.conf.d";
+            // Already there on most roots: a failure here is the normal case.
+            let _ = cmd!(sh, "debugfs -w -R {mkdir} {root_fs}")
+                .quiet()
+                .ignore_stderr()
+                .ignore_status()
+                .run();
+            let write = format!(
+                "write {} /etc/dracut.conf.d/zz-xenraid-bench-generic.conf",
+                conf.display()
+            );
+            cmd!(sh, "debugfs -w -R {write} {root_fs}")
+                .quiet()
+                .ignore_stderr()
+                .run()?;
+            println!("dracut told hostonly=\"no\" (BENCH_INITRD=generic)");
+        }
+        other => anyhow::bail!("BENCH_INITRD={other}: say `generic` or leave it unset"),
+    }
 
     let image = qemu_tests::RescueImage {
         vmlinuz: built.vmlinuz.clone(),
@@ -89,6 +118,21 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A fixture image's root partition, and its file system as debugfs names it
+/// (`image?offset=`).
+fn root_of(
+    image: &Path,
+    disk: &rescue::inspect::Disk,
+) -> anyhow::Result<(rescue::inspect::Partition, String)> {
+    let root = disk
+        .partitions
+        .iter()
+        .find(|p| p.role.as_deref() == Some("root"))
+        .ok_or_else(|| anyhow::anyhow!("{} has no root partition", image.display()))?;
+    let fs = format!("{}?offset={}", image.display(), root.start_lba * 512);
+    Ok((root.clone(), fs))
+}
+
 struct DdRun {
     bytes: u64,
     seconds: f64,
@@ -108,12 +152,7 @@ fn dd_in_vm(sh: &Shell, fx: &qemu_tests::fixture::Fixture, dir: &Path) -> anyhow
         .iter()
         .filter(|p| matches!(p.role.as_deref(), Some("root" | "logs" | "sr")))
         .collect();
-    let root = disk
-        .partitions
-        .iter()
-        .find(|p| p.role.as_deref() == Some("root"))
-        .ok_or_else(|| anyhow::anyhow!("the fixture has no root partition"))?;
-    let root_fs = format!("{}?offset={}", source.display(), root.start_lba * 512);
+    let (root, root_fs) = root_of(source, &disk)?;
     // The target's own kernel and initrd: the initrd's modules match only that kernel.
     let kver = fx.description["kernel_version"]
         .as_str()
