@@ -36,6 +36,10 @@ pub struct CloneArgs {
     /// Go through the page cache instead of direct I/O.
     #[arg(long)]
     pub buffered: bool,
+    /// Pieces in flight at once, each read, written (and read back) by its own worker
+    /// [default: 4]. More can help a device that serves many requests in parallel.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub workers: Option<u16>,
     /// No progress line on stderr.
     #[arg(long, short)]
     pub quiet: bool,
@@ -378,11 +382,13 @@ pub fn clone_with(
         }
     }
 
+    let defaults = CopyOptions::default();
     let opts = CopyOptions {
         align: align as usize,
         verify: args.verify,
         target_uncached: direct,
-        ..CopyOptions::default()
+        workers: args.workers.map_or(defaults.workers, usize::from),
+        ..defaults
     };
     let report = if let Some(h) = &plan.swap {
         write_swap_header(h, &dst_file, &opts)?

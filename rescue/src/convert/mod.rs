@@ -640,8 +640,8 @@ fn stop_arrays(plan: &ConvertPlan) {
     }
 }
 
-/// Copies one array's content with the storage engine and verifies it by read-back.
-/// Copies one array's payload; returns bytes moved, seconds copying, seconds verifying.
+/// Copies one array's payload and verifies it by read-back; returns bytes moved, seconds
+/// copying, seconds verifying.
 fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64, f64), String> {
     if matches!(a.payload, Payload::Empty) || a.content_size_bytes == 0 {
         return Ok((Bytes(0), 0.0, 0.0));
@@ -653,6 +653,7 @@ fn copy_array(plan: &ConvertPlan, a: &plan::PlannedArray) -> Result<(Bytes, f64,
         verify: true,
         raw: plan.journal_replay.contains(&a.partition),
         buffered: false,
+        workers: None,
         quiet: true,
     };
     let mut last = Instant::now();

@@ -6,8 +6,9 @@
 //! Needs root (loop mounts, drop_caches). Images live in `$BENCH_DIR` (default
 //! `/tmp/rescue-bench`; the filled ones 2 GiB each, override with `BENCH_SIZE_MIB`;
 //! `BENCH_ONLY=debian` or `=filled` picks one kind); the page cache is dropped before
-//! every run and every run ends durable (fsync/sync). Goals (issue 11): clone ≤ 0.9 ×
-//! e2image's time, clone --verify ≤ 1.3 ×.
+//! every run and every run ends durable (fsync/sync). Each case runs every tool
+//! `BENCH_ROUNDS` times (default 3), rounds interleaved; the table shows medians.
+//! Goals (issue 11): clone ≤ 0.9 × e2image's time, clone --verify ≤ 1.3 ×.
 
 use anyhow::Context;
 use std::path::PathBuf;
@@ -51,6 +52,11 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     std::fs::create_dir_all(&msrc)?;
     std::fs::create_dir_all(&mdst)?;
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .map_or(Ok(3), |s| s.parse())
+        .context("BENCH_ROUNDS: a number of rounds")?;
+    anyhow::ensure!(rounds > 0, "BENCH_ROUNDS must be at least 1");
     let mut cases: Vec<Case> = Vec::new();
     if only.is_empty() || only == "debian" {
         cases.extend([Case::DebianFresh, Case::DebianAged]);
@@ -89,22 +95,21 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             std::fs::write("/proc/sys/vm/drop_caches", "3").context("drop_caches needs root")?;
             Ok(())
         };
-        let mut time = |tool: &'static str,
-                        sh: &Shell,
-                        f: &dyn Fn(&Shell) -> anyhow::Result<u64>|
-         -> anyhow::Result<()> {
+        let time = |tool: &'static str,
+                    sh: &Shell,
+                    f: &dyn Fn(&Shell) -> anyhow::Result<u64>|
+         -> anyhow::Result<Row> {
             fresh(sh)?;
             let t = Instant::now();
             let moved = f(sh)?;
             let secs = t.elapsed().as_secs_f64();
             eprintln!("{tool} {case_}: {secs:.2} s, {moved} bytes");
-            rows.push(Row {
+            Ok(Row {
                 tool,
                 case: case_.clone(),
                 secs,
                 moved,
-            });
-            Ok(())
+            })
         };
         // `rescue clone` prints its summary as JSON on the last line of stdout.
         let moved = |out: String| -> anyhow::Result<u64> {
@@ -114,65 +119,69 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
                 .as_u64()
                 .context("no bytes_moved in the summary")
         };
-        time("rescue clone", sh, &|sh| {
-            moved(cmd!(sh, "{ours} clone -q {src} {dst}").read()?)
-        })?;
-        time("rescue clone --verify", sh, &|sh| {
-            moved(cmd!(sh, "{ours} clone -q --verify {src} {dst}").read()?)
-        })?;
-        time("dd bs=4M", sh, &|sh| {
-            cmd!(
-                sh,
-                "dd if={src} of={dst} bs=4M conv=fsync,notrunc status=none"
-            )
-            .run()?;
-            Ok(src_len)
-        })?;
-        time("e2image -ra", sh, &|sh| {
-            cmd!(sh, "e2image -ra {src} {dst}")
-                .quiet()
-                .ignore_stderr()
+        for round in 0..rounds {
+            eprintln!("{case} round {}/{rounds}", round + 1);
+            rows.push(time("rescue clone", sh, &|sh| {
+                moved(cmd!(sh, "{ours} clone -q {src} {dst}").read()?)
+            })?);
+            rows.push(time("rescue clone --verify", sh, &|sh| {
+                moved(cmd!(sh, "{ours} clone -q --verify {src} {dst}").read()?)
+            })?);
+            rows.push(time("dd bs=4M", sh, &|sh| {
+                cmd!(
+                    sh,
+                    "dd if={src} of={dst} bs=4M conv=fsync,notrunc status=none"
+                )
                 .run()?;
+                Ok(src_len)
+            })?);
+            rows.push(time("e2image -ra", sh, &|sh| {
+                cmd!(sh, "e2image -ra {src} {dst}")
+                    .quiet()
+                    .ignore_stderr()
+                    .run()?;
+                cmd!(sh, "sync").run()?;
+                Ok(used)
+            })?);
+            rows.push(time("partclone.extfs -b", sh, &|sh| {
+                let log = dir.join("partclone.log");
+                cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -O {dst}")
+                    .quiet()
+                    .ignore_stderr()
+                    .run()?;
+                cmd!(sh, "sync").run()?;
+                Ok(used)
+            })?);
+            // cp -ax: mkfs is preparation, not timed; the copy ends with the unmount's flush.
+            fresh(sh)?;
+            cmd!(sh, "mke2fs -F -q -t ext4 {dst}").run()?;
             cmd!(sh, "sync").run()?;
-            Ok(used)
-        })?;
-        time("partclone.extfs -b", sh, &|sh| {
-            let log = dir.join("partclone.log");
-            cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -O {dst}")
-                .quiet()
-                .ignore_stderr()
-                .run()?;
+            std::fs::write("/proc/sys/vm/drop_caches", "3")?;
+            let t = Instant::now();
+            cmd!(sh, "mount -o ro,loop {src} {msrc}").run()?;
+            cmd!(sh, "mount -o loop {dst} {mdst}").run()?;
+            let (from, to) = (
+                format!("{}/.", msrc.display()),
+                format!("{}/", mdst.display()),
+            );
+            let copied = cmd!(sh, "cp -ax {from} {to}").run();
+            cmd!(sh, "umount {mdst}").run()?;
+            cmd!(sh, "umount {msrc}").run()?;
+            // The loop device's backing file may still be dirty in the page cache.
             cmd!(sh, "sync").run()?;
-            Ok(used)
-        })?;
-        // cp -ax: mkfs is preparation, not timed; the copy ends with the unmount's flush.
-        fresh(sh)?;
-        cmd!(sh, "mke2fs -F -q -t ext4 {dst}").run()?;
-        cmd!(sh, "sync").run()?;
-        std::fs::write("/proc/sys/vm/drop_caches", "3")?;
-        let t = Instant::now();
-        cmd!(sh, "mount -o ro,loop {src} {msrc}").run()?;
-        cmd!(sh, "mount -o loop {dst} {mdst}").run()?;
-        let (from, to) = (
-            format!("{}/.", msrc.display()),
-            format!("{}/", mdst.display()),
-        );
-        let copied = cmd!(sh, "cp -ax {from} {to}").run();
-        cmd!(sh, "umount {mdst}").run()?;
-        cmd!(sh, "umount {msrc}").run()?;
-        // The loop device's backing file may still be dirty in the page cache.
-        cmd!(sh, "sync").run()?;
-        copied?;
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!("cp -ax {case}: {secs:.2} s");
-        rows.push(Row {
-            tool: "cp -ax (fresh mkfs)",
-            case,
-            secs,
-            moved: used,
-        });
+            copied?;
+            let secs = t.elapsed().as_secs_f64();
+            eprintln!("cp -ax {case}: {secs:.2} s");
+            rows.push(Row {
+                tool: "cp -ax (fresh mkfs)",
+                case: case.clone(),
+                secs,
+                moved: used,
+            });
+        }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    let rows = medians(rows);
 
     println!("\n| tool | image | time (s) | bytes moved | MiB/s moved | moved ÷ used | time ÷ e2image's | rate ÷ dd's |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -208,6 +217,30 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// One row per (tool, case), in the order first seen, with the median time of its rounds.
+fn medians(rows: Vec<Row>) -> Vec<Row> {
+    let mut out: Vec<(Row, Vec<f64>)> = Vec::new();
+    for r in rows {
+        match out
+            .iter_mut()
+            .find(|(o, _)| o.tool == r.tool && o.case == r.case)
+        {
+            Some((_, times)) => times.push(r.secs),
+            None => {
+                let secs = r.secs;
+                out.push((r, vec![secs]));
+            }
+        }
+    }
+    out.into_iter()
+        .map(|(mut r, mut times)| {
+            times.sort_by(f64::total_cmp);
+            r.secs = times[times.len() / 2];
+            r
+        })
+        .collect()
 }
 
 enum Case {
