@@ -40,19 +40,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
             let (_, root_fs) = root_of(&source, &rescue::inspect::inspect_path(&source)?)?;
             let mkdir = "mkdir /etc/dracut.conf.d";
             // Already there on most roots: a failure here is the normal case.
-            let _ = cmd!(sh, "debugfs -w -R {mkdir} {root_fs}")
-                .quiet()
-                .ignore_stderr()
-                .ignore_status()
-                .run();
+            let _ = debugfs_w(sh, &root_fs, mkdir).ignore_status().run();
             let write = format!(
                 "write {} /etc/dracut.conf.d/zz-xenraid-bench-generic.conf",
                 conf.display()
             );
-            cmd!(sh, "debugfs -w -R {write} {root_fs}")
-                .quiet()
-                .ignore_stderr()
-                .run()?;
+            debugfs_w(sh, &root_fs, &write).run()?;
             println!("dracut told hostonly=\"no\" (BENCH_INITRD=generic)");
         }
         other => anyhow::bail!("BENCH_INITRD={other}: say `generic` or leave it unset"),
@@ -133,6 +126,13 @@ fn root_of(
     Ok((root.clone(), fs))
 }
 
+/// debugfs writing to `fs` (`image?offset=`), quietly: `request` is one debugfs command.
+fn debugfs_w<'a>(sh: &'a Shell, fs: &str, request: &str) -> xshell::Cmd<'a> {
+    cmd!(sh, "debugfs -w -R {request} {fs}")
+        .quiet()
+        .ignore_stderr()
+}
+
 struct DdRun {
     bytes: u64,
     seconds: f64,
@@ -196,19 +196,9 @@ fn dd_in_vm(sh: &Shell, fx: &qemu_tests::fixture::Fixture, dir: &Path) -> anyhow
         "sif /xenraid-bench-dd mode 0100755".to_string(),
     );
     let rm = "rm /xenraid-bench-dd";
-    let _ = cmd!(sh, "debugfs -w -R {rm} {root_fs}")
-        .quiet()
-        .ignore_stderr()
-        .ignore_status()
-        .run();
-    cmd!(sh, "debugfs -w -R {write} {root_fs}")
-        .quiet()
-        .ignore_stderr()
-        .run()?;
-    cmd!(sh, "debugfs -w -R {chmod} {root_fs}")
-        .quiet()
-        .ignore_stderr()
-        .run()?;
+    let _ = debugfs_w(sh, &root_fs, rm).ignore_status().run();
+    debugfs_w(sh, &root_fs, &write).run()?;
+    debugfs_w(sh, &root_fs, &chmod).run()?;
 
     let root_arg = match &root.label {
         Some(l) => format!("root=LABEL={l}"),
