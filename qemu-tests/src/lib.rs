@@ -87,6 +87,7 @@ pub fn bench_inspect_boot(
     vmlinuz: &Path,
     initramfs: &Path,
     scratch: &Path,
+    cpus: u32,
 ) -> anyhow::Result<Report> {
     std::fs::create_dir_all(scratch)?;
     let a = scratch.join("a.img");
@@ -98,6 +99,7 @@ pub fn bench_inspect_boot(
         initramfs: initramfs.into(),
     };
     let mut vm = vm::VmBuilder::rescue(&image)
+        .cpus(cpus)
         .disk(vm::Disk::new(&a, vm::Bus::Virtio).serial("BENCH-A"))
         .disk(vm::Disk::new(&b, vm::Bus::Virtio).serial("BENCH-B"))
         .spawn(scratch)?;

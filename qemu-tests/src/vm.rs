@@ -227,6 +227,11 @@ impl VmBuilder {
         self.smp = smp;
         self
     }
+    /// Virtual CPUs (1 by default).
+    pub fn cpus(mut self, n: u32) -> VmBuilder {
+        self.smp = n;
+        self
+    }
     /// QEMU machine type (`q35` by default; `pc` for the i440FX boards older hosts are).
     pub fn machine(mut self, m: &str) -> VmBuilder {
         self.machine = m.into();

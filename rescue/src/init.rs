@@ -385,6 +385,7 @@ fn finish_report(s: &mut Session) {
     s.report.ok = s.report.errors.is_empty();
     s.report.modules_loaded = s.modules.loaded.len();
     s.report.module_load_ms = s.modules.load_ms.clone();
+    s.report.module_started_ms = s.modules.started_ms.clone();
     // Kernel messages must not cut through the machine line.
     let _ = sys::set_console_loglevel(1);
     s.report.reported_ms = sys::boottime_ms();

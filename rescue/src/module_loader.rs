@@ -17,8 +17,9 @@ pub struct Modules {
     index: kmod::ModuleIndex,
     shared: Arc<Shared>,
     pub loaded: BTreeSet<String>,
-    /// How long each module's `finit_module` took.
+    /// How long each module's `finit_module` took, and when (CLOCK_BOOTTIME) it started.
     pub load_ms: BTreeMap<String, u64>,
+    pub started_ms: BTreeMap<String, u64>,
     seen_aliases: Vec<String>,
     pub warnings: Vec<String>,
 }
@@ -41,6 +42,7 @@ struct LoaderState {
 struct Finished {
     name: String,
     path: String,
+    started_ms: u64,
     ms: u64,
     outcome: Result<sys::ModuleLoad, String>,
 }
@@ -66,6 +68,7 @@ impl Modules {
             shared: Arc::default(),
             loaded: BTreeSet::new(),
             load_ms: BTreeMap::new(),
+            started_ms: BTreeMap::new(),
             seen_aliases: Vec::new(),
             warnings,
         }
@@ -122,6 +125,7 @@ impl Modules {
         let any = !st.finished.is_empty();
         for f in st.finished.drain(..) {
             self.load_ms.insert(f.name.clone(), f.ms);
+            self.started_ms.insert(f.name.clone(), f.started_ms);
             match f.outcome {
                 Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
                     self.loaded.insert(f.name);
@@ -159,6 +163,7 @@ fn start_ready(shared: &Arc<Shared>, st: &mut LoaderState) {
                 st.finished.push(Finished {
                     name,
                     path,
+                    started_ms: sys::boottime_ms(),
                     ms: 0,
                     outcome: Err(format!("cannot start a thread to load it: {e}")),
                 });
@@ -168,6 +173,7 @@ fn start_ready(shared: &Arc<Shared>, st: &mut LoaderState) {
 }
 
 fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
+    let started_ms = sys::boottime_ms();
     let started = Instant::now();
     let outcome = std::panic::catch_unwind(|| {
         sys::load_module(Path::new(&path), module_params(&name)).map_err(|e| e.to_string())
@@ -179,6 +185,7 @@ fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
     st.finished.push(Finished {
         name,
         path,
+        started_ms,
         ms,
         outcome,
     });

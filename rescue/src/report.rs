@@ -29,6 +29,10 @@ pub struct Report {
     /// for): where a slow boot spends its time.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub module_load_ms: std::collections::BTreeMap<String, u64>,
+    /// CLOCK_BOOTTIME when each module's load started: with `module_load_ms`, the
+    /// timeline of the drivers' loads and probes.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub module_started_ms: std::collections::BTreeMap<String, u64>,
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,
