@@ -136,21 +136,12 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
                 Ok(src_len)
             })?);
             rows.push(time("e2image -ra", sh, &|sh| {
-                cmd!(sh, "e2image -ra {src} {dst}")
-                    .quiet()
-                    .ignore_stderr()
-                    .run()?;
-                cmd!(sh, "sync").run()?;
-                Ok(used)
+                synced(sh, cmd!(sh, "e2image -ra {src} {dst}"), used)
             })?);
             rows.push(time("partclone.extfs -b", sh, &|sh| {
                 let log = dir.join("partclone.log");
-                cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -O {dst}")
-                    .quiet()
-                    .ignore_stderr()
-                    .run()?;
-                cmd!(sh, "sync").run()?;
-                Ok(used)
+                let c = cmd!(sh, "partclone.extfs -b -q -L {log} -s {src} -O {dst}");
+                synced(sh, c, used)
             })?);
             // cp -ax: mkfs is preparation, not timed; the copy ends with the unmount's flush.
             fresh(sh)?;
@@ -217,6 +208,14 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Runs a tool that writes through the page cache, quietly, then `sync`, so its run
+/// ends with the data durable as ours does; returns `moved`.
+fn synced(sh: &Shell, tool: xshell::Cmd<'_>, moved: u64) -> anyhow::Result<u64> {
+    tool.quiet().ignore_stderr().run()?;
+    cmd!(sh, "sync").run()?;
+    Ok(moved)
 }
 
 /// One row per (tool, case), in the order first seen, with the median time of its rounds.
