@@ -88,6 +88,7 @@ pub fn bench_inspect_boot(
     initramfs: &Path,
     scratch: &Path,
     cpus: u32,
+    extra_args: &str,
 ) -> anyhow::Result<Report> {
     std::fs::create_dir_all(scratch)?;
     let a = scratch.join("a.img");
@@ -100,6 +101,7 @@ pub fn bench_inspect_boot(
     };
     let mut vm = vm::VmBuilder::rescue(&image)
         .cpus(cpus)
+        .append(extra_args)
         .disk(vm::Disk::new(&a, vm::Bus::Virtio).serial("BENCH-A"))
         .disk(vm::Disk::new(&b, vm::Bus::Virtio).serial("BENCH-B"))
         .spawn(scratch)?;

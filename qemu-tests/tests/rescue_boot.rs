@@ -11,9 +11,17 @@ use std::time::Duration;
 const BASIC_DATA: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
 const LINUX_SWAP: &str = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
 
-/// Boots with a partitioned disk and a blank one on `bus`, returns the report after
-/// checking that the guest powered off and left both disks byte-identical.
+/// Boots with a partitioned disk and a blank one on `bus`, returns the report (and the
+/// console) after checking that the guest powered off and left both disks byte-identical.
 fn boot_two_disks(test: &str, bus: Bus, extra_args: &str) -> anyhow::Result<(Report, TestDisk)> {
+    boot_two_disks_console(test, bus, extra_args).map(|(r, spec, _)| (r, spec))
+}
+
+fn boot_two_disks_console(
+    test: &str,
+    bus: Bus,
+    extra_args: &str,
+) -> anyhow::Result<(Report, TestDisk, String)> {
     let scratch = Scratch::new(test)?;
     let spec = TestDisk::default();
     let a = scratch.path("a.img");
@@ -41,7 +49,7 @@ fn boot_two_disks(test: &str, bus: Bus, extra_args: &str) -> anyhow::Result<(Rep
         before == after,
         "a disk changed during a read-only boot",
     )?;
-    Ok((report, spec))
+    Ok((report, spec, vm.console()))
 }
 
 fn check_inspection(bus: Bus) {
@@ -159,4 +167,38 @@ fn bad_rescue_argument_is_reported_and_nothing_is_written() {
     // The machine still powered off (boot_two_disks waited for QEMU to exit) and the
     // read-only inspection still describes the disks.
     assert_eq!(report.disks.len(), 2);
+}
+
+/// `module.param=value` on the kernel command line reaches a module the rescue loads, as
+/// modprobe would hand it over; a value the module refuses costs a warning, not the
+/// driver (the disks behind it are still found).
+#[test]
+fn module_options_on_the_kernel_command_line_reach_the_drivers() {
+    let (report, _, console) = boot_two_disks_console(
+        "module-options",
+        Bus::Ahci,
+        "libata.force=nodbdelay ahci.mobile_lpm_policy=bogus",
+    )
+    .unwrap();
+    assert!(report.ok, "report not ok: {:?}", report.errors);
+    assert_eq!(report.module_options, vec!["libata force=nodbdelay"]);
+    // The kernel's own word that libata took it, for every SATA link.
+    assert!(
+        console.contains("FORCE: link flag 0x800 forced -> 0x800"),
+        "libata did not apply force=nodbdelay:\n{console}"
+    );
+    assert!(
+        report.warnings.iter().any(|w| w.starts_with(
+            "module ahci refused the options \"mobile_lpm_policy=bogus\" from the kernel command line"
+        )),
+        "warnings: {:?}",
+        report.warnings
+    );
+    assert!(report.module_load_ms.contains_key("ahci"));
+    assert_eq!(
+        report.disks.len(),
+        2,
+        "disks behind ahci missing: {:#?}",
+        report.disks
+    );
 }

@@ -4,6 +4,7 @@
 //! so both go through [`Plan::apply`]: later actions add fields, not parsers.
 
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// What the operator asked for.
@@ -381,6 +382,11 @@ pub struct Cmdline {
     pub errors: Vec<ArgError>,
     /// Device names from every `console=` argument, in order (`ttyS0`, `tty0`).
     pub consoles: Vec<String>,
+    /// `module.param=value` words, which modprobe hands to modules it loads (the kernel
+    /// applies them only to built-in ones): module (`-` read as `_`) → `param=value` or
+    /// a bare `param`, in order.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub module_options: BTreeMap<String, Vec<String>>,
 }
 
 /// Parses `/proc/cmdline`. Never fails: problems land in `errors`.
@@ -413,9 +419,31 @@ pub fn parse_over(cmdline: &str, base: Plan) -> Cmdline {
                     message,
                 });
             }
+        } else if let Some((module, option)) = module_option(key, value) {
+            out.module_options.entry(module).or_default().push(option);
         }
     }
     out
+}
+
+/// `libata.force=noncq` → (`libata`, `force=noncq`); a value with blanks is quoted again,
+/// as the kernel's own parser wants it.
+fn module_option(key: &str, value: Option<&str>) -> Option<(String, String)> {
+    let (module, param) = key.split_once('.')?;
+    let name_ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    };
+    if !name_ok(module) || param.is_empty() || param.contains(char::is_whitespace) {
+        return None;
+    }
+    let option = match value {
+        None => param.to_string(),
+        Some(v) if v.contains(char::is_whitespace) => format!("{param}=\"{v}\""),
+        Some(v) => format!("{param}={v}"),
+    };
+    Some((module.replace('-', "_"), option))
 }
 
 /// Parses a plan file (`rescue.conf` on the USB stick): `key = value` lines with the
@@ -558,6 +586,29 @@ mod tests {
             "rescue.to=stick"
         )
         .is_empty());
+    }
+
+    #[test]
+    fn module_options_are_collected_per_module() {
+        let c = parse(
+            r#"BOOT_IMAGE=/vmlinuz-6.1 root=/dev/sda1 libata.force=1:noncq,2:1.5Gbps usb-storage.delay_use=2 nvme_core.default_ps_max_latency_us=0 libata.dma=3 dm_mod.create="a b" ahci.x console=ttyS0 rescue.action=inspect .bad=1 a b.=2"#,
+        );
+        let got: Vec<(&str, Vec<&str>)> = c
+            .module_options
+            .iter()
+            .map(|(m, o)| (m.as_str(), o.iter().map(String::as_str).collect()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("ahci", vec!["x"]),
+                ("dm_mod", vec![r#"create="a b""#]),
+                ("libata", vec!["force=1:noncq,2:1.5Gbps", "dma=3"]),
+                ("nvme_core", vec!["default_ps_max_latency_us=0"]),
+                ("usb_storage", vec!["delay_use=2"]),
+            ]
+        );
+        assert!(c.errors.is_empty());
     }
 
     #[test]

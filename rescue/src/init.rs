@@ -139,7 +139,7 @@ pub fn run() -> ! {
             errors: early_errors,
             ..Default::default()
         },
-        modules: Modules::open(),
+        modules: Modules::open(&cmdline.module_options),
         plan: cmdline.plan.clone(),
         cmdline_text,
         stick: None,
@@ -178,6 +178,11 @@ fn boot_and_run(s: &mut Session) {
     );
     s.report.settle_ms = settled.waited.as_millis() as u64;
     s.report.warnings.append(&mut s.modules.warnings);
+    for o in &s.modules.options_applied {
+        s.console.say(&format!(
+            "rescue: loaded {o} (from the kernel command line)"
+        ));
+    }
     if !settled.stable {
         s.report.warnings.push(format!(
             "block devices were still appearing after {} s; working with the disks present now",
@@ -386,6 +391,7 @@ fn finish_report(s: &mut Session) {
     s.report.modules_loaded = s.modules.loaded.len();
     s.report.module_load_ms = s.modules.load_ms.clone();
     s.report.module_started_ms = s.modules.started_ms.clone();
+    s.report.module_options = s.modules.options_applied.clone();
     // Kernel messages must not cut through the machine line.
     let _ = sys::set_console_loglevel(1);
     s.report.reported_ms = sys::boottime_ms();

@@ -22,11 +22,15 @@ pub struct Modules {
     pub started_ms: BTreeMap<String, u64>,
     seen_aliases: Vec<String>,
     pub warnings: Vec<String>,
+    /// Modules loaded with options from the kernel command line: `libata force=noncq`.
+    pub options_applied: Vec<String>,
 }
 
 /// What the loader threads and the caller share.
 #[derive(Default)]
 struct Shared {
+    /// The operator's options per module (kernel command line), joined.
+    operator_options: BTreeMap<String, String>,
     state: Mutex<LoaderState>,
     /// Signalled whenever a load returns.
     finished_one: Condvar,
@@ -45,10 +49,13 @@ struct Finished {
     started_ms: u64,
     ms: u64,
     outcome: Result<sys::ModuleLoad, String>,
+    /// The operator's options it loaded with, or why it loaded without them.
+    options: Option<Result<String, String>>,
 }
 
 impl Modules {
-    pub fn open() -> Modules {
+    /// `operator_options`: `module.param=value` words of the kernel command line, per module.
+    pub fn open(operator_options: &BTreeMap<String, Vec<String>>) -> Modules {
         let mut warnings = Vec::new();
         let index = match std::fs::read_to_string(kmod::INDEX_PATH)
             .map_err(|e| e.to_string())
@@ -63,14 +70,22 @@ impl Modules {
                 kmod::ModuleIndex::default()
             }
         };
+        let shared = Shared {
+            operator_options: operator_options
+                .iter()
+                .map(|(m, o)| (m.clone(), o.join(" ")))
+                .collect(),
+            ..Shared::default()
+        };
         Modules {
             index,
-            shared: Arc::default(),
+            shared: Arc::new(shared),
             loaded: BTreeSet::new(),
             load_ms: BTreeMap::new(),
             started_ms: BTreeMap::new(),
             seen_aliases: Vec::new(),
             warnings,
+            options_applied: Vec::new(),
         }
     }
 
@@ -126,6 +141,11 @@ impl Modules {
         for f in st.finished.drain(..) {
             self.load_ms.insert(f.name.clone(), f.ms);
             self.started_ms.insert(f.name.clone(), f.started_ms);
+            match &f.options {
+                Some(Ok(o)) => self.options_applied.push(format!("{} {o}", f.name)),
+                Some(Err(e)) => self.warnings.push(e.clone()),
+                None => {}
+            }
             match f.outcome {
                 Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
                     self.loaded.insert(f.name);
@@ -166,6 +186,7 @@ fn start_ready(shared: &Arc<Shared>, st: &mut LoaderState) {
                     started_ms: sys::boottime_ms(),
                     ms: 0,
                     outcome: Err(format!("cannot start a thread to load it: {e}")),
+                    options: None,
                 });
             }
         }
@@ -175,10 +196,26 @@ fn start_ready(shared: &Arc<Shared>, st: &mut LoaderState) {
 fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
     let started_ms = sys::boottime_ms();
     let started = Instant::now();
-    let outcome = std::panic::catch_unwind(|| {
-        sys::load_module(Path::new(&path), module_params(&name)).map_err(|e| e.to_string())
-    })
-    .unwrap_or_else(|_| Err("its loader thread panicked".into()));
+    let operator = shared.operator_options.get(&name);
+    let load = |operator: Option<&String>| {
+        let params = module_params(&name, operator.map(String::as_str));
+        std::panic::catch_unwind(|| {
+            sys::load_module(Path::new(&path), &params).map_err(|e| e.to_string())
+        })
+        .unwrap_or_else(|_| Err("its loader thread panicked".into()))
+    };
+    let mut outcome = load(operator);
+    let mut options = None;
+    if let Some(o) = operator {
+        // A typo in an option must not cost the machine its disk driver: load without.
+        options = Some(Ok(o.clone()));
+        if let Err(e) = &outcome {
+            options = Some(Err(format!(
+                "module {name} refused the options {o:?} from the kernel command line ({e}); loading it without them: check the option's name and value (modinfo {name})"
+            )));
+            outcome = load(None);
+        }
+    }
     let ms = started.elapsed().as_millis() as u64;
     let mut st = lock(shared);
     st.queue.finish(&name);
@@ -188,17 +225,48 @@ fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
         started_ms,
         ms,
         outcome,
+        options,
     });
     start_ready(shared, &mut st);
     drop(st);
     shared.finished_one.notify_all();
 }
 
-/// Parameters the rescue sets on modules it loads.
-fn module_params(name: &str) -> &'static std::ffi::CStr {
-    match name {
+/// Parameters for a module's `finit_module`: the rescue's own, then the operator's (the
+/// kernel applies them in order, so the operator's win).
+fn module_params(name: &str, operator: Option<&str>) -> std::ffi::CString {
+    let ours = match name {
         // USB disks are scanned after a 1 s delay by default; the stick is needed now.
-        "usb_storage" => c"delay_use=0",
-        _ => c"",
+        "usb_storage" => "delay_use=0",
+        _ => "",
+    };
+    let all = [ours, operator.unwrap_or_default()]
+        .into_iter()
+        .filter(|p| !p.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    // The command line came through a NUL-terminated string: no NUL inside.
+    std::ffi::CString::new(all).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::module_params;
+
+    #[test]
+    fn the_operators_options_come_after_the_rescues_own() {
+        assert_eq!(module_params("ahci", None).to_str(), Ok(""));
+        assert_eq!(
+            module_params("usb_storage", None).to_str(),
+            Ok("delay_use=0")
+        );
+        assert_eq!(
+            module_params("usb_storage", Some("delay_use=5 quirks=0bc2:2320:u")).to_str(),
+            Ok("delay_use=0 delay_use=5 quirks=0bc2:2320:u")
+        );
+        assert_eq!(
+            module_params("libata", Some("force=noncq")).to_str(),
+            Ok("force=noncq")
+        );
     }
 }

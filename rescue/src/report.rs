@@ -33,6 +33,9 @@ pub struct Report {
     /// timeline of the drivers' loads and probes.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub module_started_ms: std::collections::BTreeMap<String, u64>,
+    /// Modules loaded with options from the kernel command line (`libata force=noncq`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub module_options: Vec<String>,
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,

@@ -1,5 +1,6 @@
 //! `cargo xtask bench boot`: image sizes and how long init takes to report on an
-//! inspect boot under TCG.
+//! inspect boot under TCG. `BENCH_KARGS` adds kernel arguments to every boot (e.g.
+//! `libata.force=nodbdelay`, which the rescue hands to libata as modprobe would).
 
 use xshell::Shell;
 
@@ -24,6 +25,10 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
     );
     // One vCPU, as every test VM has, and two: a server loads its drivers on many cores,
     // and on one the loads take turns. Boots interleaved, medians per count.
+    let kargs = std::env::var("BENCH_KARGS").unwrap_or_default();
+    if !kargs.is_empty() {
+        println!("kernel arguments added to every boot: {kargs}");
+    }
     let runs = 3;
     let cpu_counts = [1u32, 2];
     let mut own: Vec<Vec<u64>> = vec![Vec::new(); cpu_counts.len()];
@@ -33,8 +38,13 @@ pub fn run(sh: &Shell) -> anyhow::Result<()> {
                 "xenraid-bench-boot-{}-{i}-{cpus}",
                 std::process::id()
             ));
-            let report =
-                qemu_tests::bench_inspect_boot(&built.vmlinuz, &built.initramfs, &dir, cpus)?;
+            let report = qemu_tests::bench_inspect_boot(
+                &built.vmlinuz,
+                &built.initramfs,
+                &dir,
+                cpus,
+                &kargs,
+            )?;
             let _ = std::fs::remove_dir_all(&dir);
             print_boot(i, cpus, &report);
             own[c].push(report.reported_ms - report.init_started_ms);
