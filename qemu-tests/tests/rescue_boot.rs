@@ -202,3 +202,19 @@ fn module_options_on_the_kernel_command_line_reach_the_drivers() {
         report.disks
     );
 }
+
+/// `modprobe.blacklist` keeps a driver the hardware asks for out (one whose probe hangs a
+/// machine): the report says so, and the disks behind it are not seen.
+#[test]
+fn a_blacklisted_driver_is_not_loaded() {
+    let (report, _) =
+        boot_two_disks("module-blacklist", Bus::Ahci, "modprobe.blacklist=ahci").unwrap();
+    assert!(report.ok, "report not ok: {:?}", report.errors);
+    assert_eq!(report.modules_blacklisted, vec!["ahci"]);
+    assert!(!report.module_load_ms.contains_key("ahci"));
+    assert!(
+        report.disks.is_empty(),
+        "disks seen without their driver: {:#?}",
+        report.disks
+    );
+}

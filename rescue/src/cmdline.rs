@@ -387,6 +387,10 @@ pub struct Cmdline {
     /// a bare `param`, in order.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub module_options: BTreeMap<String, Vec<String>>,
+    /// `modprobe.blacklist=a,b`: modules not loaded for the hardware present (a driver
+    /// that hangs its probe); a job that needs one by name still loads it, as modprobe.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub module_blacklist: Vec<String>,
 }
 
 /// Parses `/proc/cmdline`. Never fails: problems land in `errors`.
@@ -419,6 +423,13 @@ pub fn parse_over(cmdline: &str, base: Plan) -> Cmdline {
                     message,
                 });
             }
+        } else if key == "modprobe.blacklist" {
+            let names = value
+                .unwrap_or_default()
+                .split(',')
+                .filter(|n| !n.is_empty());
+            out.module_blacklist
+                .extend(names.map(|n| n.replace('-', "_")));
         } else if let Some((module, option)) = module_option(key, value) {
             out.module_options.entry(module).or_default().push(option);
         }
@@ -609,6 +620,9 @@ mod tests {
             ]
         );
         assert!(c.errors.is_empty());
+        let c = parse("modprobe.blacklist=nouveau,mpt3sas modprobe.blacklist=megaraid-sas");
+        assert_eq!(c.module_blacklist, ["nouveau", "mpt3sas", "megaraid_sas"]);
+        assert!(c.module_options.is_empty());
     }
 
     #[test]

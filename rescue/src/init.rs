@@ -139,7 +139,7 @@ pub fn run() -> ! {
             errors: early_errors,
             ..Default::default()
         },
-        modules: Modules::open(&cmdline.module_options),
+        modules: Modules::open(&cmdline.module_options, &cmdline.module_blacklist),
         plan: cmdline.plan.clone(),
         cmdline_text,
         stick: None,
@@ -392,6 +392,7 @@ fn finish_report(s: &mut Session) {
     s.report.module_load_ms = s.modules.load_ms.clone();
     s.report.module_started_ms = s.modules.started_ms.clone();
     s.report.module_options = s.modules.options_applied.clone();
+    s.report.modules_blacklisted = s.modules.blacklisted.iter().cloned().collect();
     // Kernel messages must not cut through the machine line.
     let _ = sys::set_console_loglevel(1);
     s.report.reported_ms = sys::boottime_ms();

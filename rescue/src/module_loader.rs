@@ -24,6 +24,10 @@ pub struct Modules {
     pub warnings: Vec<String>,
     /// Modules loaded with options from the kernel command line: `libata force=noncq`.
     pub options_applied: Vec<String>,
+    /// `modprobe.blacklist`: not loaded for the hardware present.
+    blacklist: BTreeSet<String>,
+    /// Of those, the ones the hardware present asked for.
+    pub blacklisted: BTreeSet<String>,
 }
 
 /// What the loader threads and the caller share.
@@ -54,8 +58,9 @@ struct Finished {
 }
 
 impl Modules {
-    /// `operator_options`: `module.param=value` words of the kernel command line, per module.
-    pub fn open(operator_options: &BTreeMap<String, Vec<String>>) -> Modules {
+    /// `operator_options`: `module.param=value` words of the kernel command line, per
+    /// module; `blacklist`: `modprobe.blacklist`.
+    pub fn open(operator_options: &BTreeMap<String, Vec<String>>, blacklist: &[String]) -> Modules {
         let mut warnings = Vec::new();
         let index = match std::fs::read_to_string(kmod::INDEX_PATH)
             .map_err(|e| e.to_string())
@@ -86,6 +91,8 @@ impl Modules {
             seen_aliases: Vec::new(),
             warnings,
             options_applied: Vec::new(),
+            blacklist: blacklist.iter().cloned().collect(),
+            blacklisted: BTreeSet::new(),
         }
     }
 
@@ -99,7 +106,12 @@ impl Modules {
         let shared = Arc::clone(&self.shared);
         let mut st = lock(&shared);
         if new_devices {
-            let wanted = self.index.matching(&aliases);
+            let (held, wanted): (BTreeSet<String>, _) = self
+                .index
+                .matching(&aliases)
+                .into_iter()
+                .partition(|m| self.blacklist.contains(m));
+            self.blacklisted.extend(held);
             st.queue.want(&self.index, &wanted);
             start_ready(&shared, &mut st);
         }

@@ -36,6 +36,9 @@ pub struct Report {
     /// Modules loaded with options from the kernel command line (`libata force=noncq`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub module_options: Vec<String>,
+    /// Modules the hardware asked for that `modprobe.blacklist` kept out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub modules_blacklisted: Vec<String>,
     /// How long we waited for block devices to settle.
     pub settle_ms: u64,
     pub disks: Vec<Disk>,
