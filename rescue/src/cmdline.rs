@@ -473,6 +473,11 @@ pub fn parse_plan_file(name: &str, text: &str) -> (Plan, Vec<ArgError>) {
         };
         let message = if key.contains(char::is_whitespace) {
             Some("expected `key = value`".to_string())
+        } else if !key.starts_with("rescue.")
+            && (key == "modprobe.blacklist" || module_option(key, value).is_some())
+        {
+            // Drivers are loaded before the stick can be read.
+            Some("module options work only on the kernel command line: move it to the boot entry's kernel arguments".to_string())
         } else {
             plan.apply(key, value).err()
         };
@@ -698,7 +703,7 @@ mod tests {
 
     #[test]
     fn plan_file_with_comments_and_a_typo() {
-        let text = "# rescue.conf\nrescue.then = reboot   # after the job\n\nrescue.quiet\nrescue.acton = inspect\nrescue then\n";
+        let text = "# rescue.conf\nrescue.then = reboot   # after the job\n\nrescue.quiet\nrescue.acton = inspect\nrescue then\nlibata.force = noncq\n";
         let (plan, errors) = parse_plan_file("rescue.conf", text);
         assert_eq!(plan.then, Then::Reboot);
         assert!(plan.quiet);
@@ -708,6 +713,7 @@ mod tests {
             vec![
                 "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from, rescue.efi-entries",
                 "rescue.conf line 6: rescue then: expected `key = value`",
+                "rescue.conf line 7: libata.force = noncq: module options work only on the kernel command line: move it to the boot entry's kernel arguments",
             ]
         );
         // Kernel arguments win over the file.
