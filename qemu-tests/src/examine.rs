@@ -36,7 +36,7 @@ pub fn on_loop<T>(
 /// One member as `mdadm --examine` prints it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Examined {
-    /// `image#3`, as [`rescue::arrays::partition_device`] names an image's partition.
+    /// `image#3`, as [`rescue::arrays::partition_name_by_rule`] names an image's partition.
     pub device: String,
     pub uuid: String,
     /// `1.2`, `1.0`, `0.90`.
@@ -74,7 +74,7 @@ pub fn examine_members(img: &Path, disk: &Disk) -> Result<Vec<Examined>> {
             continue;
         }
         let start = p.start_lba * u64::from(disk.logical_sector_size);
-        let device = rescue::arrays::partition_device(&disk.path, p.number);
+        let device = rescue::arrays::partition_name_by_rule(&disk.path, p.number);
         let text = on_loop(img, start, p.size_bytes, |dev| {
             images::run(Command::new("mdadm").args(["--examine", dev]))
         })
@@ -200,7 +200,7 @@ pub fn disks_agree_with_mdadm(inspected: &[(&Path, &Disk)]) -> Result<Vec<ArrayV
         let p = disks
             .iter()
             .flat_map(|d| d.partitions.iter().map(move |p| (d, p)))
-            .find(|(d, p)| rescue::arrays::partition_device(&d.path, p.number) == e.device)
+            .find(|(d, p)| rescue::arrays::partition_name_by_rule(&d.path, p.number) == e.device)
             .and_then(|(_, p)| p.md.as_ref())
             .with_context(|| format!("{}: inspect has no superblock", e.device))?;
         let agree = [

@@ -51,8 +51,9 @@ pub struct ArrayMember {
 }
 
 /// `/dev/sda` + 3 → `/dev/sda3`, `/dev/nvme0n1` + 1 → `/dev/nvme0n1p1`: the kernel's
-/// rule; an image file's partition is `image#3`.
-pub fn partition_device(disk_path: &str, number: u32) -> String {
+/// naming rule, without asking sysfs (`devices::partition_device` does); an image file's
+/// partition is `image#3`.
+pub fn partition_name_by_rule(disk_path: &str, number: u32) -> String {
     if !disk_path.starts_with("/dev/") {
         return format!("{disk_path}#{number}");
     }
@@ -101,7 +102,7 @@ pub fn arrays(disks: &[Disk]) -> Vec<ArrayView> {
             }
             by_uuid.entry(array_uuid).or_default().push(Found {
                 device: match partition {
-                    Some(n) => partition_device(&d.path, n),
+                    Some(n) => partition_name_by_rule(&d.path, n),
                     None => d.path.clone(),
                 },
                 disk: d,

@@ -16,7 +16,7 @@
 
 pub mod plan;
 
-use crate::arrays::partition_device;
+use crate::arrays::partition_name_by_rule;
 use crate::cmdline;
 use crate::convert::bootchain::{self, BootChain};
 use crate::convert::chroot::{chroot_ok, mounted};
@@ -425,7 +425,7 @@ fn wait_recovery(
     let parts: Vec<PathBuf> = p
         .arrays
         .iter()
-        .map(|a| PathBuf::from(partition_device(&p.new.path, a.new_partition)))
+        .map(|a| PathBuf::from(partition_name_by_rule(&p.new.path, a.new_partition)))
         .collect();
     let chosen: Vec<usize> = (0..p.arrays.len())
         .filter(|&i| which(&p.arrays[i]))

@@ -3,7 +3,7 @@
 //! whether its missing member is added new (full recovery) or re-added (the returning
 //! disk's stale member: with a bitmap, only the chunks written meanwhile).
 
-use crate::arrays::{partition_device, ArrayView};
+use crate::arrays::{partition_name_by_rule, ArrayView};
 use crate::convert::bootchain::BootChain;
 use crate::convert::plan::{ArrayRole, DiskRef};
 use crate::convert::select::names_disk;
@@ -423,8 +423,8 @@ impl ReplacePlan {
         )];
         for a in &self.arrays {
             let what = a.name.clone().unwrap_or_else(|| a.uuid.clone());
-            let sp = partition_device(&self.survivor.path, a.survivor_partition);
-            let np = partition_device(&self.new.path, a.new_partition);
+            let sp = partition_name_by_rule(&self.survivor.path, a.survivor_partition);
+            let np = partition_name_by_rule(&self.new.path, a.new_partition);
             l.push(match a.action {
                 MemberAction::Add => format!(
                     "  {what} ({} {}): start from {sp} (slot {}), add {np}: full recovery",
