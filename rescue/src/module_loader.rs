@@ -211,23 +211,25 @@ fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
     let operator = shared.operator_options.get(&name);
     let load = |operator: Option<&String>| {
         let params = module_params(&name, operator.map(String::as_str));
-        std::panic::catch_unwind(|| {
-            sys::load_module(Path::new(&path), &params).map_err(|e| e.to_string())
-        })
-        .unwrap_or_else(|_| Err("its loader thread panicked".into()))
+        std::panic::catch_unwind(|| sys::load_module(Path::new(&path), &params))
+            .unwrap_or_else(|_| Err(std::io::Error::other("its loader thread panicked")))
     };
     let mut outcome = load(operator);
     let mut options = None;
     if let Some(o) = operator {
-        // A typo in an option must not cost the machine its disk driver: load without.
         options = Some(Ok(o.clone()));
+        // EINVAL: a value the module's parser refused. A typo in an option must not cost
+        // the machine its disk driver: load it without.
         if let Err(e) = &outcome {
-            options = Some(Err(format!(
-                "module {name} refused the options {o:?} from the kernel command line ({e}); loading it without them: check the option's name and value (modinfo {name})"
-            )));
-            outcome = load(None);
+            if e.kind() == std::io::ErrorKind::InvalidInput {
+                options = Some(Err(format!(
+                    "module {name} refused the options {o:?} from the kernel command line ({e}); loading it without them: check the option's name and value (modinfo {name})"
+                )));
+                outcome = load(None);
+            }
         }
     }
+    let outcome = outcome.map_err(|e| e.to_string());
     let ms = started.elapsed().as_millis() as u64;
     let mut st = lock(shared);
     st.queue.finish(&name);
