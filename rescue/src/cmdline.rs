@@ -477,7 +477,7 @@ pub fn parse_plan_file(name: &str, text: &str) -> (Plan, Vec<ArgError>) {
             && (key == "modprobe.blacklist" || module_option(key, value).is_some())
         {
             // Drivers are loaded before the stick can be read.
-            Some("module options work only on the kernel command line: move it to the boot entry's kernel arguments".to_string())
+            Some("not a rescue.* key: a module option works only on the kernel command line (move it to the boot entry's kernel arguments), a rescue argument starts with rescue.".to_string())
         } else {
             plan.apply(key, value).err()
         };
@@ -713,7 +713,7 @@ mod tests {
             vec![
                 "rescue.conf line 5: rescue.acton = inspect: unknown rescue argument: remove it or use one of rescue.action, rescue.then, rescue.quiet, rescue.source, rescue.mirror, rescue.wipe, rescue.dry-run, rescue.metadata, rescue.attach-source, rescue.wait-resync, rescue.bitmap, rescue.survivor, rescue.new, rescue.to, rescue.from, rescue.efi-entries",
                 "rescue.conf line 6: rescue then: expected `key = value`",
-                "rescue.conf line 7: libata.force = noncq: module options work only on the kernel command line: move it to the boot entry's kernel arguments",
+                "rescue.conf line 7: libata.force = noncq: not a rescue.* key: a module option works only on the kernel command line (move it to the boot entry's kernel arguments), a rescue argument starts with rescue.",
             ]
         );
         // Kernel arguments win over the file.
