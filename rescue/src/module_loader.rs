@@ -53,8 +53,8 @@ struct Finished {
     started_ms: u64,
     ms: u64,
     outcome: Result<sys::ModuleLoad, String>,
-    /// The operator's options it loaded with, or why it loaded without them.
-    options: Option<Result<String, String>>,
+    /// Why it was loaded without the operator's options (they were refused).
+    options_refused: Option<String>,
 }
 
 impl Modules {
@@ -153,10 +153,12 @@ impl Modules {
         for f in st.finished.drain(..) {
             self.load_ms.insert(f.name.clone(), f.ms);
             self.started_ms.insert(f.name.clone(), f.started_ms);
-            match &f.options {
-                Some(Ok(o)) => self.options_applied.push(format!("{} {o}", f.name)),
-                Some(Err(e)) => self.warnings.push(e.clone()),
-                None => {}
+            match (f.options_refused, self.shared.operator_options.get(&f.name)) {
+                (Some(refused), _) => self.warnings.push(refused),
+                (None, Some(o)) if f.outcome.is_ok() => {
+                    self.options_applied.push(format!("{} {o}", f.name))
+                }
+                _ => {}
             }
             match f.outcome {
                 Ok(sys::ModuleLoad::Loaded | sys::ModuleLoad::AlreadyThere) => {
@@ -198,7 +200,7 @@ fn start_ready(shared: &Arc<Shared>, st: &mut LoaderState) {
                     started_ms: sys::boottime_ms(),
                     ms: 0,
                     outcome: Err(format!("cannot start a thread to load it: {e}")),
-                    options: None,
+                    options_refused: None,
                 });
             }
         }
@@ -215,18 +217,15 @@ fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
             .unwrap_or_else(|_| Err(std::io::Error::other("its loader thread panicked")))
     };
     let mut outcome = load(operator);
-    let mut options = None;
-    if let Some(o) = operator {
-        options = Some(Ok(o.clone()));
-        // EINVAL: a value the module's parser refused. A typo in an option must not cost
-        // the machine its disk driver: load it without.
-        if let Err(e) = &outcome {
-            if e.kind() == std::io::ErrorKind::InvalidInput {
-                options = Some(Err(format!(
-                    "module {name} refused the options {o:?} from the kernel command line ({e}); loading it without them: check the option's name and value (modinfo {name})"
-                )));
-                outcome = load(None);
-            }
+    let mut options_refused = None;
+    // EINVAL: a value the module's parser refused. A typo in an option must not cost
+    // the machine its disk driver: load it without.
+    if let (Some(o), Err(e)) = (operator, &outcome) {
+        if e.kind() == std::io::ErrorKind::InvalidInput {
+            options_refused = Some(format!(
+                "module {name} refused the options {o:?} from the kernel command line ({e}); loading it without them: check the option's name and value (modinfo {name})"
+            ));
+            outcome = load(None);
         }
     }
     let outcome = outcome.map_err(|e| e.to_string());
@@ -239,7 +238,7 @@ fn load_in_background(shared: &Arc<Shared>, name: String, path: String) {
         started_ms,
         ms,
         outcome,
-        options,
+        options_refused,
     });
     start_ready(shared, &mut st);
     drop(st);
